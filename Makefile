@@ -1,0 +1,53 @@
+# ctrlab — every target sets up its own environment (.venv) first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+SCALE  ?= smoke
+# Real data for the paper columns (optional); empty means the embedded synthetic stand-in.
+CRITEO ?=
+AVAZU  ?=
+IPINYOU ?=
+ARGS   ?=
+export CRITEO AVAZU IPINYOU
+
+export PYTHONUNBUFFERED := 1
+export WANDB_MODE ?= offline
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-full lint train reproduce-table-1 benchmark clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-22s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install ctrlab with its pinned dependencies (idempotent)
+
+test: $(STAMP) ## the fast suite: unit + smoke tests (minutes)
+	$(PY) -m pytest -q
+
+test-full: $(STAMP) ## every test, the slow ones included
+	$(PY) -m pytest -q -m "slow or not slow"
+
+lint: $(STAMP) ## ruff
+	$(VENV)/bin/ruff check src tests benchmarks
+
+train: $(STAMP) ## one run: make train ARGS="model=deepfm data=synthetic_criteo"
+	$(PY) -m ctrlab.train $(ARGS)
+
+# DynInt Table 1: the implemented models x three datasets x seeds as one Hydra multirun, then the report.
+TABLE1_DATA := $(if $(CRITEO),criteo,synthetic_criteo),$(if $(AVAZU),avazu,synthetic_avazu),$(if $(IPINYOU),ipinyou,synthetic_ipinyou)
+reproduce-table-1: $(STAMP) ## DynInt Table 1 (SCALE=smoke|default|paper, CRITEO=/path/train.txt)
+	$(PY) -m ctrlab.reproduce dynint/table1 --scale $(SCALE) --data $(TABLE1_DATA) -- $(ARGS)
+
+benchmark: $(STAMP) ## training throughput: ctrlab vs a bare PyTorch loop
+	$(PY) benchmarks/train_throughput.py
+
+clean: ## remove caches and run outputs (keeps .venv)
+	rm -rf logs/* .cache .pytest_cache .ruff_cache results/*/*.tmp
+	@touch logs/.gitkeep

@@ -1,0 +1,1 @@
+"""Lightning plumbing: the training module, loggers and callbacks."""

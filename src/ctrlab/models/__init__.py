@@ -1,0 +1,1 @@
+"""Models: each composes blocks from ``ctrlab.nn`` and returns logits [B]."""

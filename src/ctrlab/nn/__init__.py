@@ -1,0 +1,1 @@
+"""Small tested blocks that models are composed of; each names its paper and equation."""

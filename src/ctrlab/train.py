@@ -1,0 +1,142 @@
+"""Hydra entry point for one training run: ``python -m ctrlab.train model=deepfm data=synthetic_criteo``.
+
+Writes into the run directory: ``config_resolved.yaml``, ``environment.json``, Lightning's CSV log,
+``checkpoints/{best,last}.ckpt`` and ``metrics.json`` (also on failure, with ``status: failed``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
+
+from ctrlab.data.datamodule import CTRDataModule
+from ctrlab.lit.callbacks import ThroughputMonitor
+from ctrlab.lit.loggers import SafeWandbLogger
+from ctrlab.lit.module import CTRModule, NonFiniteLossError
+from ctrlab.utils import environment, write_json
+
+log = logging.getLogger("ctrlab.train")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported with the key at fault."""
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Resolve everything up front, so a missing path or value fails at start, naming its key."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as err:
+        raise ConfigError(f"config key `{err.full_key}` is required but not set; pass it on the command line, "
+                          f"e.g. `{err.full_key}=...`") from None
+    except InterpolationResolutionError as err:
+        raise ConfigError(f"config key `{err.full_key}` cannot be resolved: {err.msg}") from None
+
+
+def _choices() -> dict[str, Any]:
+    if not HydraConfig.initialized():
+        return {}
+    return dict(HydraConfig.get().runtime.choices)
+
+
+def _loggers(cfg: DictConfig, output_dir: Path) -> list[Any]:
+    loggers = []
+    for name, lcfg in (cfg.get("logger") or {}).items():
+        if lcfg.get("_target_", "").endswith("SafeWandbLogger") and lcfg.get("group") is None:
+            # one W&B group per multirun: the sweep folder's name (the run folder's for a single run)
+            multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+            lcfg = OmegaConf.merge(lcfg, {"group": (output_dir.parent if multirun else output_dir).name})
+        try:
+            loggers.append(instantiate(lcfg))
+        except Exception as err:  # noqa: BLE001 — an optional logger must not stop the run
+            if name == "csv":
+                raise
+            log.warning("logger %s could not be created (%s); continuing without it", name, err)
+    return loggers
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train, validate and test one model; returns the metrics written to ``metrics.json``."""
+    check_config(cfg)
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    write_json(output_dir / "environment.json", environment())
+    choices = _choices()
+    pl.seed_everything(cfg.seed, workers=True)
+
+    datamodule = CTRDataModule(
+        source=instantiate(cfg.data.source),
+        cache_dir=cfg.paths.cache_dir,
+        batch_size=cfg.data.batch_size,
+        eval_batch_size=cfg.data.eval_batch_size,
+        seed=cfg.seed,
+    )
+    datamodule.prepare_data()
+    datamodule.setup()
+    fm = datamodule.feature_map
+    model = instantiate(cfg.model, _partial_=True)(feature_map=fm)  # a dataclass kwarg would become a DictConfig
+    module = CTRModule(model, cfg.optimizer)
+
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    throughput = next((c for c in callbacks if isinstance(c, ThroughputMonitor)), None)
+    trainer: pl.Trainer = instantiate(cfg.trainer, logger=_loggers(cfg, output_dir) or False, callbacks=callbacks)
+
+    metrics: dict[str, Any] = {
+        "model": choices.get("model"),
+        "data": choices.get("data"),
+        "paper_dataset": cfg.data.paper_dataset,
+        "data_description": fm.description,
+        "split_sizes": fm.split_sizes,
+        "seed": cfg.seed,
+        "params": model.num_parameters(),
+        "status": "running",
+    }
+    start = time.perf_counter()
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    except NonFiniteLossError as err:
+        last = output_dir / "checkpoints" / "last.ckpt"
+        trainer.save_checkpoint(last)  # the weights are still finite: the step was not taken
+        metrics.update(status="failed", error=str(err), last_checkpoint=str(last))
+        write_json(output_dir / "metrics.json", metrics)
+        log.error("%s — logs and %s are kept", err, last)
+        raise
+    metrics["fit_time_s"] = time.perf_counter() - start
+    metrics["epochs"] = trainer.current_epoch
+    metrics["global_step"] = trainer.global_step
+    if throughput is not None:
+        metrics.update(train_time_s=throughput.train_time_s, samples_per_s=throughput.samples_per_s)
+
+    ckpt = "best" if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.best_model_path else None
+    metrics.update({k: float(v) for k, v in trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt,
+                                                              verbose=False)[0].items()})
+    if cfg.get("test"):
+        metrics.update({k: float(v) for k, v in trainer.test(module, datamodule=datamodule, ckpt_path=ckpt,
+                                                              verbose=False)[0].items()})
+    metrics["best_checkpoint"] = trainer.checkpoint_callback.best_model_path if ckpt else None
+    metrics["status"] = "completed"
+    if trainer.is_global_zero:
+        write_json(output_dir / "metrics.json", metrics)
+    log.info("metrics: %s", {k: metrics[k] for k in metrics if "/" in k})
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="../../configs", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    metrics = train(cfg)
+    return metrics.get(cfg.get("optimized_metric") or "val/auc")  # for hyper-parameter sweepers
+
+
+if __name__ == "__main__":
+    main()
