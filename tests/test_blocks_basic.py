@@ -52,3 +52,13 @@ def test_mlp_shapes(norm):
 def test_mlp_rejects_unknown_norm():
     with pytest.raises(ValueError, match="none, batch, layer"):
         MLP(4, [4], norm="group")
+
+
+def test_pairwise_products_enumerate_pairs_in_order():
+    from ctrlab.nn.pairs import pair_indices, pairwise_products
+
+    x = torch.randn(3, 4, 2)
+    expected = torch.stack([x[:, i] * x[:, j] for i, j in itertools.combinations(range(4), 2)], dim=1)
+    torch.testing.assert_close(pairwise_products(x), expected)
+    rows, cols = pair_indices(4)
+    assert list(zip(rows.tolist(), cols.tolist(), strict=True)) == list(itertools.combinations(range(4), 2))
