@@ -21,7 +21,6 @@ from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from ctrlab.data.datamodule import CTRDataModule
 from ctrlab.lit.callbacks import ThroughputMonitor
-from ctrlab.lit.loggers import SafeWandbLogger
 from ctrlab.lit.module import CTRModule, NonFiniteLossError
 from ctrlab.utils import environment, write_json
 
@@ -134,7 +133,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path="../../configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics = train(cfg)
+    try:
+        metrics = train(cfg)
+    except Exception as err:
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            raise
+        # one failed job must not end a whole table: record it, and let the report count it
+        log.exception("job failed; the sweep goes on")
+        failed = Path(cfg.paths.output_dir) / "metrics.json"
+        if not failed.exists():
+            choices = _choices()
+            write_json(failed, {"model": choices.get("model"), "data": choices.get("data"), "seed": cfg.get("seed"),
+                                "status": "failed", "error": f"{type(err).__name__}: {err}"})
+        return None
     return metrics.get(cfg.get("optimized_metric") or "val/auc")  # for hyper-parameter sweepers
 
 

@@ -24,7 +24,7 @@ from scipy.optimize import brentq
 from scipy.special import expit
 
 from ctrlab.data.cache import SplitArrays, save_split
-from ctrlab.data.schema import Field, FeatureMap
+from ctrlab.data.schema import FeatureMap, Field
 
 RECIPE_VERSION = 1
 

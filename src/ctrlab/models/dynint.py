@@ -1,0 +1,88 @@
+"""DynInt (Yan & Li 2022): xDeepInt's PIN made instance-aware, in three variants (§3.2-3.6).
+
+- ``DynIntDA``: dynamic activation, a gate per layer (eq. 4).
+- ``DynIntDGP``: dynamic generated parameters W^(i) = U Σ^(i) V^T (eqs. 5, 7, 8) + orthogonal penalty (eq. 11).
+- ``DynIntDWP``: dynamic weighted parameters (G^(i) ∘ W), G^(i) of rank K (eqs. 6, 9, 10) + penalty (eq. 12).
+
+All share xDeepInt's embedding, subspace-crossing and output layer (``PINModel``).
+
+Orthogonal penalty scaling: eqs. 11-12 sum over the N training instances next to a log loss that is also a
+sum. Our loss is a batch mean (``CTRModule``), so ``regularization()`` returns the per-instance penalty:
+``ortho_lambda * sum_l sum_{p>q} (|cos(u_p, u_q)| + |cos(v_p, v_q)|)`` — for DGP over the static columns
+of U_l, V_l (no dependence on the instance, so the sum over i is N copies of it), for DWP averaged over the
+batch of the last forward. ``ortho_lambda`` is thus λ of eqs. 11-12 with the same meaning.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ctrlab.data.schema import FeatureMap
+from ctrlab.models.xdeepint import PINModel
+from ctrlab.nn.dynamic import DynamicActivationPIN, DynamicGeneratedPIN, DynamicWeightedPIN
+
+
+class DynIntDA(PINModel):
+    def __init__(
+        self,
+        feature_map: FeatureMap,
+        embedding_dim: int,
+        embedding_init_std: float,
+        num_layers: int,
+        num_subspaces: int,
+        reduction_ratio: int,
+    ) -> None:
+        super().__init__(feature_map, embedding_dim, embedding_init_std, num_subspaces)
+        self.layers.extend(
+            DynamicActivationPIN(self.num_rows, self.input_dim, reduction_ratio) for _ in range(num_layers)
+        )
+
+
+class _OrthogonalPIN(PINModel):
+    """A PIN model whose layers have ``orthogonal_penalty()``; adds ``ortho_lambda * sum_l penalty_l``."""
+
+    ortho_lambda: float
+
+    def regularization(self) -> torch.Tensor:
+        if self.ortho_lambda == 0 or len(self.layers) == 0:
+            return super().regularization()
+        return self.ortho_lambda * torch.stack([layer.orthogonal_penalty() for layer in self.layers]).sum()
+
+
+class DynIntDGP(_OrthogonalPIN):
+    def __init__(
+        self,
+        feature_map: FeatureMap,
+        embedding_dim: int,
+        embedding_init_std: float,
+        num_layers: int,
+        num_subspaces: int,
+        reduction_ratio: int,
+        kernel_size: int,
+        ortho_lambda: float,
+    ) -> None:
+        super().__init__(feature_map, embedding_dim, embedding_init_std, num_subspaces)
+        self.ortho_lambda = ortho_lambda
+        self.layers.extend(
+            DynamicGeneratedPIN(self.num_rows, self.input_dim, kernel_size, reduction_ratio)
+            for _ in range(num_layers)
+        )
+
+
+class DynIntDWP(_OrthogonalPIN):
+    def __init__(
+        self,
+        feature_map: FeatureMap,
+        embedding_dim: int,
+        embedding_init_std: float,
+        num_layers: int,
+        num_subspaces: int,
+        reduction_ratio: int,
+        rank: int,
+        ortho_lambda: float,
+    ) -> None:
+        super().__init__(feature_map, embedding_dim, embedding_init_std, num_subspaces)
+        self.ortho_lambda = ortho_lambda
+        self.layers.extend(
+            DynamicWeightedPIN(self.num_rows, self.input_dim, rank, reduction_ratio) for _ in range(num_layers)
+        )

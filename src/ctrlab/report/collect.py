@@ -1,0 +1,96 @@
+"""Read training runs (``metrics.json`` of single runs or Hydra multirun jobs) into one tidy frame."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import yaml
+
+METRICS_FILE = "metrics.json"
+
+# one column per field a completed run writes (see ctrlab.train); a missing field is null
+SCHEMA: dict[str, type[pl.DataType]] = {
+    "job": pl.String,
+    "model": pl.String,
+    "data": pl.String,
+    "paper_dataset": pl.String,
+    "data_description": pl.String,
+    "seed": pl.Int64,
+    "epochs": pl.Int64,
+    "global_step": pl.Int64,
+    "params": pl.Int64,
+    "train_time_s": pl.Float64,
+    "samples_per_s": pl.Float64,
+    "val/auc": pl.Float64,
+    "val/logloss": pl.Float64,
+    "test/auc": pl.Float64,
+    "test/logloss": pl.Float64,
+}
+
+
+@dataclass(frozen=True)
+class SkippedJob:
+    """A job that gave no result: ``failed`` (status != completed) or ``missing`` (no metrics.json)."""
+
+    job: Path
+    reason: str
+    model: str | None = None
+    paper_dataset: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Collection:
+    """Completed runs, one row each (columns: ``SCHEMA``), and the jobs that were skipped."""
+
+    runs: pl.DataFrame
+    skipped: tuple[SkippedJob, ...]
+
+
+def job_dirs(run_dir: Path) -> list[Path]:
+    """The job folders of a run folder: itself for a single run, the numbered subfolders of a multirun."""
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder {run_dir} does not exist")
+    # a single run has metrics.json or, if it died early, Hydra's .hydra folder
+    if (run_dir / METRICS_FILE).exists() or (run_dir / ".hydra").is_dir():
+        return [run_dir]
+    jobs = [p for p in run_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+    if not jobs and not (run_dir / "multirun.yaml").exists():
+        raise ValueError(f"{run_dir} is neither a run folder ({METRICS_FILE}) nor a Hydra multirun folder")
+    return sorted(jobs, key=lambda p: int(p.name))
+
+
+def _overrides(job: Path) -> str:
+    # what a job was asked to run, for jobs that died before writing metrics.json
+    path = job / ".hydra" / "overrides.yaml"
+    try:
+        return " ".join(yaml.safe_load(path.read_text()) or [])
+    except (OSError, yaml.YAMLError):
+        return ""
+
+
+def collect(run_dirs: Iterable[Path]) -> Collection:
+    """Read every job of every run folder; completed runs become rows, the others are counted."""
+    rows: list[dict] = []
+    skipped: list[SkippedJob] = []
+    for run_dir in run_dirs:
+        for job in job_dirs(Path(run_dir)):
+            path = job / METRICS_FILE
+            if not path.exists():
+                skipped.append(SkippedJob(job, "missing", detail=_overrides(job)))
+                continue
+            try:
+                metrics = json.loads(path.read_text())
+            except json.JSONDecodeError as err:
+                skipped.append(SkippedJob(job, "missing", detail=f"unreadable {METRICS_FILE}: {err}"))
+                continue
+            if metrics.get("status") != "completed":
+                skipped.append(SkippedJob(job, "failed", metrics.get("model"), metrics.get("paper_dataset"),
+                                          str(metrics.get("error") or f"status {metrics.get('status')}")))
+                continue
+            rows.append({k: metrics.get(k) for k in SCHEMA} | {"job": str(job)})
+    return Collection(pl.DataFrame(rows, schema=SCHEMA), tuple(skipped))

@@ -1,0 +1,279 @@
+"""Paper-vs-reproduced results tables: one row per paper row, cells ``ours | paper | Δ`` per dataset x metric.
+
+Written as ``<out>/<table>.md`` (for people) and ``<out>/<table>.csv`` (one row per model x dataset x metric).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from ctrlab.report.collect import Collection, SkippedJob, collect
+from ctrlab.report.paper import PaperTable, dataset_name, get_table, metric_name
+
+SPLIT = "test"  # the papers print test-set numbers
+RUN_METRICS = ("auc", "logloss")  # what a run measures that a paper table also prints
+FALLBACK_DECIMALS = 4
+CSV_COLUMNS = ("model", "name", "dataset", "metric", "ours_mean", "ours_std", "n", "paper", "diff", "status",
+               "data_description")
+HONESTY_NOTE = ("our numbers come from the data and budget named above; on stand-in or subsampled data they "
+                "are not comparable to the paper's in absolute value.")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One model x dataset x metric: our mean/std over ``n`` seeds beside the paper's value."""
+
+    model: str
+    name: str
+    dataset: str
+    metric: str
+    ours_mean: float | None
+    ours_std: float | None
+    n: int
+    paper: float | None
+    status: str  # ok | failed | not run | not yet implemented
+
+    @property
+    def diff(self) -> float | None:
+        """Ours minus paper, where both exist."""
+        return None if self.ours_mean is None or self.paper is None else self.ours_mean - self.paper
+
+
+@dataclass(frozen=True)
+class ResultTable:
+    """A paper table filled with our runs, plus what the header and footer must say about them."""
+
+    table: PaperTable
+    metrics: tuple[str, ...]
+    cells: tuple[Cell, ...]  # paper row order, then dataset, then metric
+    data: dict[str, tuple[str, str] | None]  # dataset -> (data config, data description) of its runs
+    scale: str
+    seeds: tuple[int, ...]
+    epochs: tuple[int, int] | None
+    completed: int
+    skipped: tuple[SkippedJob, ...]
+    ignored: dict[str, int]  # "model on dataset" of runs outside this table -> count
+
+
+def _table_metrics(table: PaperTable) -> tuple[str, ...]:
+    metrics = tuple(m for m in table.metrics if m in RUN_METRICS)
+    if table.row_key != ("model",) or not metrics or not table.datasets:
+        raise ValueError(
+            f"{table.paper} {table.key} ({table.kind}, rows keyed by {', '.join(table.row_key)}) cannot be "
+            f"filled from runs: only tables with one row per model and {'/'.join(RUN_METRICS)} columns can")
+    return metrics
+
+
+def _data_per_dataset(runs: pl.DataFrame, datasets: Iterable[str]) -> dict[str, tuple[str, str] | None]:
+    data: dict[str, tuple[str, str] | None] = {}
+    for dataset in datasets:
+        runs_here = runs.filter(pl.col("paper_dataset") == dataset)
+        used = runs_here.select("data", "data_description").unique().rows()
+        if len(used) > 1:
+            # one column averaging runs on different data would be meaningless
+            raise ValueError(f"the {dataset} column mixes runs on different data: "
+                             + "; ".join(f"{d} ({desc})" for d, desc in used)
+                             + " — pass run folders of one data setup per table")
+        data[dataset] = used[0] if used else None
+    return data
+
+
+def _check_duplicates(runs: pl.DataFrame) -> None:
+    per_seed = runs.group_by("model", "paper_dataset", "seed").agg(pl.col("job"))
+    dup = per_seed.filter(pl.col("job").list.len() > 1)
+    if dup.height:
+        model, dataset, seed, jobs = dup.row(0)
+        raise ValueError(f"{model} on {dataset} with seed {seed} was run more than once ({', '.join(jobs)}); "
+                         "pass each run folder once")
+
+
+def build_table(table: PaperTable, collection: Collection, configs_dir: Path, scale: str) -> ResultTable:
+    """Fill ``table`` with the completed runs of ``collection``; rows without runs say why."""
+    metrics = _table_metrics(table)
+    model_configs = Path(configs_dir) / "model"
+    if not model_configs.is_dir():
+        raise FileNotFoundError(f"{model_configs} does not exist; pass the repository's configs folder")
+    runs = collection.runs
+    models = [row["model"] for row in table.rows]
+    # fill_null: a run without a model name is not in the table, and is listed as such
+    in_table = pl.col("model").is_in(models) & pl.col("paper_dataset").is_in(list(table.datasets))
+    in_table = in_table.fill_null(False)
+    ours = runs.filter(in_table)
+    _check_duplicates(ours)
+    data = _data_per_dataset(ours, table.datasets)
+
+    stats = {
+        (r["model"], r["paper_dataset"]): r
+        for r in ours.group_by("model", "paper_dataset").agg(
+            agg for m in metrics for agg in (pl.col(f"{SPLIT}/{m}").mean().alias(f"{m}:mean"),
+                                             pl.col(f"{SPLIT}/{m}").std().alias(f"{m}:std"),
+                                             pl.col(f"{SPLIT}/{m}").count().alias(f"{m}:n"))
+        ).iter_rows(named=True)
+    }
+    failed = {(s.model, s.paper_dataset) for s in collection.skipped if s.reason == "failed"}
+
+    cells = []
+    for row in table.rows:
+        model = row["model"]
+        for dataset in table.datasets:
+            for metric in metrics:
+                s = stats.get((model, dataset), {})
+                n = s.get(f"{metric}:n", 0)
+                if n:
+                    status = "ok"
+                elif not (model_configs / f"{model}.yaml").exists():
+                    status = "not yet implemented"
+                elif (model, dataset) in failed:
+                    status = "failed"
+                else:
+                    status = "not run"
+                cells.append(Cell(model, row["name"], dataset, metric, s.get(f"{metric}:mean"),
+                                  s.get(f"{metric}:std"), n, table.value(row, dataset, metric), status))
+
+    ignored = runs.filter(~in_table).group_by("model", "paper_dataset").len().sort("model", "paper_dataset")
+    return ResultTable(
+        table=table,
+        metrics=metrics,
+        cells=tuple(cells),
+        data=data,
+        scale=scale,
+        seeds=tuple(sorted(ours["seed"].drop_nulls().unique().to_list())),
+        epochs=(ours["epochs"].min(), ours["epochs"].max()) if ours["epochs"].drop_nulls().len() else None,
+        completed=runs.height,
+        skipped=collection.skipped,
+        ignored={f"{m} on {d}": n for m, d, n in ignored.rows()},
+    )
+
+
+def _fmt(value: float, decimals: int, sign: bool = False) -> str:
+    return f"{value:{'+' if sign else ''}.{decimals}f}"
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    # padded columns, so the printed markdown also reads well in a terminal; numbers right-aligned
+    widths = [max(len(c) for c in col) for col in zip(header, *rows, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                                 for i, (c, w) in enumerate(zip(cells, widths, strict=True))) + " |"
+
+    rule = "| " + " | ".join("-" * w if i == 0 else "-" * (w - 1) + ":" for i, w in enumerate(widths)) + " |"
+    return [line(header), rule, *(line(r) for r in rows)]
+
+
+def _cell_texts(result: ResultTable, cell: Cell, row: dict) -> list[str]:
+    dec = result.table.decimals(cell.dataset, cell.metric) or FALLBACK_DECIMALS
+    if cell.status != "ok":
+        ours = f"*{cell.status}*"
+    else:
+        ours = _fmt(cell.ours_mean, dec)
+        if cell.n > 1:
+            ours += f" ± {_fmt(cell.ours_std, dec)}"
+        ours += f" (n={cell.n})"
+    if cell.paper is None:
+        paper = "—"
+    else:
+        bold, starred = result.table.marks(row, cell.dataset, cell.metric)
+        paper = _fmt(cell.paper, dec)
+        paper = (f"**{paper}**" if bold else paper) + ("\\*" if starred else "")
+    diff = "—" if cell.diff is None else _fmt(cell.diff, dec, sign=True)
+    return [ours, paper, diff]
+
+
+def _header(result: ResultTable) -> list[str]:
+    t = result.table
+    if result.epochs is None:
+        budget = f"scale `{result.scale}`; no completed runs yet"
+    else:
+        lo, hi = result.epochs
+        epochs = f"{lo} epoch{'s' if lo != 1 else ''}" if lo == hi else f"{lo}–{hi} epochs"
+        seeds = ", ".join(map(str, result.seeds))
+        budget = f"scale `{result.scale}`; {epochs} per run; seeds {seeds}; metrics on the {SPLIT} split"
+    lines = [f"# {t.paper} {t.key} ({t.label}): paper vs reproduced", "",
+             f"*{t.caption}* — {t.title}", "",
+             f"- **Budget**: {budget}.",
+             "- **Data per paper column**:"]
+    for dataset, used in result.data.items():
+        desc = "no runs" if used is None else f"{used[1]} (`data={used[0]}`)"
+        lines.append(f"  - {dataset_name(dataset)} column: {desc}")
+    lines += [f"- **Note**: {HONESTY_NOTE}", "",
+              "ours = mean ± sample std over seeds (n = number of seeds; std only for n > 1); paper = as "
+              "printed (bold and \\* as in the paper); Δ = ours − paper (AUC: higher is better, LogLoss: "
+              "lower is better)."]
+    return lines
+
+
+def _footer(result: ResultTable) -> list[str]:
+    failed = [s for s in result.skipped if s.reason == "failed"]
+    missing = [s for s in result.skipped if s.reason == "missing"]
+    lines = ["---", "", f"Jobs read: {result.completed} completed, {len(failed)} failed, "
+                        f"{len(missing)} missing (no metrics.json)."]
+    for s in failed:
+        detail = s.detail.splitlines()[0][:200] if s.detail else ""
+        lines.append(f"- failed: `{s.job}` ({s.model} on {s.paper_dataset}): {detail}")
+    for s in missing:
+        lines.append(f"- missing: `{s.job}`" + (f" (overrides: {s.detail})" if s.detail else ""))
+    if result.ignored:
+        lines.append("Runs not in this table (ignored): "
+                     + ", ".join(f"{k} ({n})" for k, n in result.ignored.items()) + ".")
+    return lines
+
+
+def render_markdown(result: ResultTable) -> str:
+    """The table as markdown: header (budget, data, honesty note), one section per dataset, footer."""
+    lines = _header(result)
+    cells = {(c.model, c.dataset, c.metric): c for c in result.cells}
+    header = ["Model"]
+    for metric in result.metrics:
+        name = metric_name(metric)
+        header += [f"{name} ours", f"{name} paper", f"Δ {name}"]
+    for dataset in result.table.datasets:
+        rows = []
+        for row in result.table.rows:
+            texts = [row["name"]]
+            for metric in result.metrics:
+                texts += _cell_texts(result, cells[row["model"], dataset, metric], row)
+            rows.append([t.replace("|", "\\|") for t in texts])
+        lines += ["", f"## {dataset_name(dataset)}", "", *_md_table(header, rows)]
+    return "\n".join([*lines, "", *_footer(result)]) + "\n"
+
+
+def render_csv(result: ResultTable) -> str:
+    """One line per model x dataset x metric, unrounded."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for c in result.cells:
+        used = result.data[c.dataset]
+        writer.writerow([c.model, c.name, c.dataset, c.metric, c.ours_mean, c.ours_std, c.n, c.paper, c.diff,
+                         c.status, used[1] if used else None])
+    return buf.getvalue()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    # temp file in the same folder + rename: a reader never sees half a table
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_table(paper: str, table: str, run_dirs: list[Path], out_dir: Path, configs_dir: Path,
+                scale: str) -> Path:
+    """Write ``<out_dir>/<table>.md`` and ``.csv`` for a paper table from run folders; return the .md path."""
+    result = build_table(get_table(paper, table), collect(run_dirs), configs_dir, scale)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomic(out_dir / f"{table}.csv", render_csv(result))
+    md = out_dir / f"{table}.md"
+    _write_atomic(md, render_markdown(result))
+    return md

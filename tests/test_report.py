@@ -1,0 +1,185 @@
+"""ctrlab.report: paper tables resource, run collection, and the paper-vs-reproduced table files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ctrlab.report import write_table
+from ctrlab.report.__main__ import main
+from ctrlab.report.collect import collect
+from ctrlab.report.paper import dataset_name, get_table, load_papers
+from tests.helpers import ROOT
+
+SHARED_TABLES = ROOT.parent / "shared" / "reference" / "paper_tables.yaml"
+DESCRIPTIONS = {
+    "criteo": ("synthetic_criteo", "synthetic 39-field stand-in, 2,000 rows — not the paper's data"),
+    "ipinyou": ("synthetic_ipinyou", "synthetic 16-field stand-in, 2,000 rows — not the paper's data"),
+}
+# test/auc, test/logloss per (model, paper dataset, seed)
+RESULTS = {
+    ("deepfm", "criteo", 0): (0.80, 0.45), ("deepfm", "criteo", 1): (0.81, 0.46),
+    ("fm", "criteo", 0): (0.79, 0.47), ("fm", "criteo", 1): (0.79, 0.48),
+    ("deepfm", "ipinyou", 0): (0.70, 0.0061), ("deepfm", "ipinyou", 1): (0.72, 0.0063),
+    ("fm", "ipinyou", 0): (0.75, 0.0056), ("fm", "ipinyou", 1): (0.76, 0.0058),
+}
+
+
+def _write_job(job: Path, model: str, dataset: str, seed: int, status: str = "completed",
+               auc: float | None = None, logloss: float | None = None) -> None:
+    job.mkdir(parents=True)
+    data, description = DESCRIPTIONS[dataset]
+    metrics = {"model": model, "data": data, "paper_dataset": dataset, "data_description": description,
+               "split_sizes": {"train": 1400, "valid": 200, "test": 400}, "seed": seed, "params": 1234,
+               "status": status}
+    if status == "completed":
+        metrics |= {"epochs": 2 + seed, "global_step": 10, "train_time_s": 1.5, "samples_per_s": 900.0,
+                    "val/auc": auc, "val/logloss": logloss, "test/auc": auc, "test/logloss": logloss}
+    else:
+        metrics["error"] = "non-finite loss at step 3\ntraceback..."
+    (job / "metrics.json").write_text(json.dumps(metrics))
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[list[Path], Path]:
+    """Two multirun folders (criteo, ipinyou): 2 models x 2 seeds each, one failed and one missing job."""
+    runs = []
+    for dataset in ("criteo", "ipinyou"):
+        multirun = tmp_path / "multiruns" / dataset
+        jobs = [k for k in RESULTS if k[1] == dataset]
+        for num, (model, _, seed) in enumerate(jobs):
+            _write_job(multirun / str(num), model, dataset, seed, auc=RESULTS[model, dataset, seed][0],
+                       logloss=RESULTS[model, dataset, seed][1])
+        (multirun / "multirun.yaml").write_text("hydra: {}\n")
+        runs.append(multirun)
+    _write_job(runs[0] / "4", "dnn", "criteo", 0, status="failed")
+    (runs[1] / "4" / ".hydra").mkdir(parents=True)  # died before writing metrics.json
+    (runs[1] / "4" / ".hydra" / "overrides.yaml").write_text("- model=dnn\n- data=synthetic_ipinyou\n")
+    configs = tmp_path / "configs"
+    (configs / "model").mkdir(parents=True)
+    for model in ("deepfm", "fm", "dnn"):
+        (configs / "model" / f"{model}.yaml").write_text("{}\n")
+    return runs, configs
+
+
+def _csv(path: Path) -> dict[tuple[str, str, str], dict[str, str]]:
+    with path.open() as f:
+        return {(r["model"], r["dataset"], r["metric"]): r for r in csv.DictReader(f)}
+
+
+def test_resource_has_all_papers_and_table1():
+    papers = load_papers()
+    assert set(papers) == {"dynint", "dpn", "optinter", "aim"}
+    table = get_table("dynint", "table1")
+    assert len(table.rows) == 16 and table.datasets == ("criteo", "avazu", "ipinyou")
+    rows = {r["model"]: r for r in table.rows}
+    spot = [("dynint", "table1", "dynint_dwp", "criteo", "auc", 0.8132),
+            ("dynint", "table1", "lr", "ipinyou", "logloss", 0.005605),
+            ("optinter", "table5", "optinter", "ipinyou", "logloss", 0.005604)]
+    shared = yaml.safe_load(SHARED_TABLES.read_text()) if SHARED_TABLES.exists() else None
+    for paper, key, model, dataset, metric, value in spot:
+        row = next(r for r in get_table(paper, key).rows if r["model"] == model)
+        assert row[dataset][metric] == value
+        if shared is not None:
+            source = next(r for r in shared[paper]["tables"][key]["rows"] if r["model"] == model)
+            assert source[dataset][metric] == value
+    assert rows["dynint_dwp"]["bold"] == ["criteo.auc", "criteo.logloss"]
+    assert "protocol" not in papers["dynint"] and "notes" not in papers["dpn"]["tables"]["table1"]
+
+
+def test_decimals_rule_and_names():
+    table = get_table("dynint", "table1")
+    assert table.decimals("ipinyou", "logloss") == 6
+    assert table.decimals("ipinyou", "auc") == 4 and table.decimals("criteo", "logloss") == 4
+    assert dataset_name("ipinyou") == "iPinYou" and dataset_name("criteo") == "Criteo"
+
+
+def test_collect_counts_failed_and_missing(setup):
+    runs, _ = setup
+    collection = collect(runs)
+    assert collection.runs.height == len(RESULTS)
+    assert sorted(s.reason for s in collection.skipped) == ["failed", "missing"]
+    failed = next(s for s in collection.skipped if s.reason == "failed")
+    assert (failed.model, failed.paper_dataset) == ("dnn", "criteo")
+
+
+def test_csv_values_order_and_status(setup, tmp_path):
+    runs, configs = setup
+    md = write_table("dynint", "table1", runs, tmp_path / "out", configs, "smoke")
+    rows = _csv(md.with_suffix(".csv"))
+    table = get_table("dynint", "table1")
+    assert len(rows) == 16 * 3 * 2
+    assert list(dict.fromkeys(m for m, _, _ in rows)) == [r["model"] for r in table.rows]
+
+    auc = rows["deepfm", "criteo", "auc"]
+    assert float(auc["ours_mean"]) == pytest.approx(0.805)
+    assert float(auc["ours_std"]) == pytest.approx(math.sqrt(2 * 0.005**2))
+    assert float(auc["paper"]) == 0.8069 and float(auc["diff"]) == pytest.approx(0.805 - 0.8069)
+    assert auc["n"] == "2" and auc["status"] == "ok"
+    ll = rows["fm", "ipinyou", "logloss"]
+    assert float(ll["ours_mean"]) == pytest.approx(0.0057)
+    assert float(ll["ours_std"]) == pytest.approx(math.sqrt(2 * 0.0001**2))
+    assert float(ll["diff"]) == pytest.approx(0.0057 - 0.005576)
+    assert float(rows["fm", "criteo", "auc"]["ours_std"]) == pytest.approx(0.0)
+
+    assert rows["lr", "criteo", "auc"]["status"] == "not yet implemented"
+    assert rows["lr", "criteo", "auc"]["paper"] == "0.7924"  # the paper's value is kept on every row
+    assert rows["dnn", "criteo", "auc"]["status"] == "failed"
+    assert rows["dnn", "ipinyou", "logloss"]["status"] == "not run"
+    assert rows["deepfm", "avazu", "auc"]["status"] == "not run"
+    assert rows["deepfm", "avazu", "auc"]["n"] == "0"
+    assert rows["deepfm", "criteo", "auc"]["data_description"] == DESCRIPTIONS["criteo"][1]
+
+
+def test_markdown_header_cells_and_footer(setup, tmp_path):
+    runs, configs = setup
+    text = write_table("dynint", "table1", runs, tmp_path / "out", configs, "smoke").read_text()
+    header = text.split("## ")[0]
+    assert f"Criteo column: {DESCRIPTIONS['criteo'][1]}" in header
+    assert f"iPinYou column: {DESCRIPTIONS['ipinyou'][1]}" in header
+    assert "Avazu column: no runs" in header
+    assert "scale `smoke`" in header and "seeds 0, 1" in header and "2–3 epochs" in header
+    assert "not comparable to the paper's in absolute value" in header
+
+    sections = {s.split("\n", 1)[0]: s for s in text.split("## ")[1:]}
+    ipinyou = sections["iPinYou"]
+    fm = next(line for line in ipinyou.splitlines() if line.startswith("| FM "))
+    # logloss on iPinYou is printed with 6 decimals, AUC with 4
+    assert "0.005700 ± 0.000141 (n=2)" in fm and "0.005576" in fm and "+0.000124" in fm
+    assert "0.7550 ± 0.0071 (n=2)" in fm
+    names = [line.split("|")[1].strip() for line in sections["Criteo"].splitlines() if line.startswith("| ")]
+    assert names[2:] == [r["name"] for r in get_table("dynint", "table1").rows]
+    assert "*not yet implemented*" in next(line for line in ipinyou.splitlines() if line.startswith("| LR "))
+    assert "**0.8132**" in sections["Criteo"]  # bold as printed
+
+    footer = text.split("---")[-1]
+    assert "8 completed, 1 failed, 1 missing" in footer
+    assert "(dnn on criteo): non-finite loss at step 3" in footer
+    assert "model=dnn data=synthetic_ipinyou" in footer
+
+
+def test_cli_writes_and_prints(setup, tmp_path, capsys):
+    runs, configs = setup
+    out = tmp_path / "cli"
+    main(["--paper", "dynint", "--table", "table1", "--runs", str(runs[0]), "--runs", str(runs[1]),
+          "--out", str(out), "--scale", "smoke", "--configs", str(configs)])
+    printed = capsys.readouterr().out
+    assert "## Criteo" in printed and (out / "table1.md").exists() and (out / "table1.csv").exists()
+    assert not [p for p in out.iterdir() if p.suffix == ".tmp"]
+
+
+def test_refuses_mixed_data_and_unsupported_tables(setup, tmp_path):
+    runs, configs = setup
+    other = tmp_path / "multiruns" / "real"
+    _write_job(other / "0", "lr", "criteo", 0, auc=0.7, logloss=0.5)
+    path = other / "0" / "metrics.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"data_description": "Criteo train.txt"}))
+    with pytest.raises(ValueError, match="mixes runs on different data"):
+        write_table("dynint", "table1", [*runs, other], tmp_path / "out", configs, "smoke")
+    with pytest.raises(ValueError, match="rows keyed by num_layers"):
+        write_table("dynint", "table3", runs, tmp_path / "out", configs, "smoke")
