@@ -43,7 +43,7 @@ train: $(STAMP) ## one run: make train ARGS="model=deepfm data=synthetic_criteo"
 # DynInt Table 1: the implemented models x three datasets x seeds as one Hydra multirun, then the report.
 TABLE1_DATA := $(if $(CRITEO),criteo,synthetic_criteo),$(if $(AVAZU),avazu,synthetic_avazu),$(if $(IPINYOU),ipinyou,synthetic_ipinyou)
 reproduce-table-1: $(STAMP) ## DynInt Table 1 (SCALE=smoke|default|paper, CRITEO=/path/train.txt)
-	$(PY) -m ctrlab.reproduce dynint/table1 --scale $(SCALE) --data $(TABLE1_DATA) -- $(ARGS)
+	$(PY) -m ctrlab.reproduce dynint/table1 --scale $(SCALE) --data $(TABLE1_DATA) $(ARGS)
 
 benchmark: $(STAMP) ## training throughput: ctrlab vs a bare PyTorch loop
 	$(PY) benchmarks/train_throughput.py

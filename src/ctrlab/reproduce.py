@@ -1,6 +1,6 @@
 """Reproduce one paper table or figure: run its experiment as one Hydra multirun, then write the report.
 
-    python -m ctrlab.reproduce dynint/table1 --scale smoke [--data criteo,synthetic_avazu,...] [-- overrides]
+    python -m ctrlab.reproduce dynint/table1 --scale smoke [--data criteo,synthetic_avazu,...] [overrides]
 
 (``make reproduce-table-1`` calls this.) Models are the table's rows that have a config in
 ``configs/model/``; rows without one are reported as "not yet implemented".
@@ -14,7 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from ctrlab.report import paper_rows, write_table
+from ctrlab.report import write_table
+from ctrlab.report.paper import get_table
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"
@@ -25,7 +26,7 @@ EXPERIMENTS = {"dynint/table1": ("dynint", "table1")}
 
 def implemented_models(paper: str, table: str) -> list[str]:
     """The table's model keys, in the paper's order, that have a model config."""
-    keys = dict.fromkeys(row["model"] for row in paper_rows(paper, table))
+    keys = dict.fromkeys(row["model"] for row in get_table(paper, table).rows)
     return [k for k in keys if (CONFIGS / "model" / f"{k}.yaml").exists()]
 
 
@@ -35,8 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", choices=["smoke", "default", "paper"], default="smoke")
     parser.add_argument("--data", help="comma-separated data configs, one per paper column")
     parser.add_argument("--models", help="comma-separated model configs (default: every implemented row)")
-    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides (after --)")
-    args = parser.parse_args(argv)
+    args, overrides = parser.parse_known_args(argv)  # the rest are Hydra overrides, e.g. trainer.max_epochs=2
 
     paper, table = EXPERIMENTS[args.experiment]
     models = args.models or ",".join(implemented_models(paper, table))
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         f"experiment={args.experiment}", f"scale={args.scale}", f"model={models}",
         f"hydra.sweep.dir={sweep_dir}",
         *([f"data={args.data}"] if args.data else []),
-        *args.overrides,
+        *overrides,
     ]
     print("running:", " ".join(cmd), flush=True)
     code = subprocess.call(cmd, cwd=ROOT)
