@@ -12,7 +12,9 @@ such a file and reports rows/s and the build's peak resident memory.
 from __future__ import annotations
 
 import multiprocessing as mp
+import queue as queue_module
 import resource
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ import numpy as np
 import polars as pl
 
 NUM_INT, NUM_CAT = 13, 26
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"  # the repository's Hydra configs (source checkout)
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _SHIFTS = np.arange(28, -1, -4, dtype=np.uint64)
 
@@ -63,7 +66,12 @@ def _chunk(num_rows: int, seed: int, index: int, params: dict[str, np.ndarray]) 
 
     ints = []
     for f in range(NUM_INT):  # a loop over the 13 + 26 fields, not over rows
-        v = np.floor(np.exp(rng.normal(params["int_mu"][f], params["int_sigma"][f], num_rows))).astype(np.int64) - 1
+        v = (
+            np.floor(np.exp(rng.normal(params["int_mu"][f], params["int_sigma"][f], num_rows))).astype(
+                np.int64
+            )
+            - 1
+        )
         if f == 1:  # like Criteo's I2: a few small negative counts
             v = np.where(rng.random(num_rows) < 0.08, -rng.integers(1, 4, num_rows), v)
         if f == 4:  # like Criteo's I5: very large counts
@@ -77,7 +85,9 @@ def _chunk(num_rows: int, seed: int, index: int, params: dict[str, np.ndarray]) 
         rank = np.floor(np.exp(rng.random(num_rows) * np.log(vocab + 1.0))).astype(np.int64) - 1  # ~ 1/(r+1)
         missing = rng.random(num_rows) < params["cat_missing"][f]
         # a fixed pseudo-random effect per value: the same hex value always pushes the click rate one way
-        effect = (_mix(rank, 7919 * f + seed).astype(np.float64) / 2.0**32 - 0.5) * 2.0 * params["cat_weight"][f]
+        effect = (
+            (_mix(rank, 7919 * f + seed).astype(np.float64) / 2.0**32 - 0.5) * 2.0 * params["cat_weight"][f]
+        )
         logit += np.where(missing, 0.0, effect)
         cols[f"C{f + 1}"] = _hex8(_mix(rank, f + 31 * seed)).scatter(np.flatnonzero(missing), None)
     # ~25% clicks: the bias that gives mean sigmoid(b + z) = 0.25 for z ~ N(0, s^2) (probit approximation)
@@ -103,27 +113,48 @@ def write_criteo_like(path: str | Path, num_rows: int, seed: int, chunk_rows: in
     return path
 
 
-def _build_and_measure(recipe: str, path: str, num_rows: int, cache_root: str, queue: Any) -> None:
-    """Child process body: build one cache and report time and memory (a fresh process, so the peak RSS
-    is the build's own, not the file generator's)."""
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory in MiB. Linux's VmHWM where there is one: ``ru_maxrss`` also
+    counts the parent's memory at the fork that preceded exec, which would blur a child's own peak."""
+    try:
+        for row in Path("/proc/self/status").read_text().splitlines():
+            if row.startswith("VmHWM:"):
+                return int(row.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _build_and_measure(recipe: str, path: str, cache_root: str, queue: Any) -> None:
+    """Child process body: build one cache with the recipe's config file (configs/data/criteo*.yaml) and
+    report time and memory. A fresh process, so the peak RSS is the build's own, not the file writer's."""
     import logging
 
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.utils import instantiate
+
     from ctrlab.data import cache
-    from ctrlab.data.criteo import CriteoSource
 
     logging.basicConfig(level=logging.WARNING)
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    config = CriteoSource.recipe_defaults(recipe)
-    source = CriteoSource(name=f"bench_{recipe}", path=path, num_rows=None, **config)
-    t0 = time.perf_counter()
+    data = {"dynint": "criteo", "optinter": "criteo_optinter"}[recipe]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose("train", overrides=[f"data={data}", f"data.source.path='{path}'", "data.num_rows=null"])
+    source = instantiate(cfg.data.source)
+    baseline = _peak_rss_mb()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     folder = cache.prepare(source, cache_root)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     fm = cache.load(folder)[0]
     queue.put(
         {
             "seconds": seconds,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "baseline_rss_mb": baseline / 1024,
+            "cpu_s": cpu,
+            "peak_rss_mb": _peak_rss_mb(),
+            "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "baseline_rss_mb": baseline,
+            "chunk_rows": source.chunk_rows,
             "split_sizes": fm.split_sizes,
             "total_vocab": fm.total_vocab,
         }
@@ -132,14 +163,16 @@ def _build_and_measure(recipe: str, path: str, num_rows: int, cache_root: str, q
 
 def benchmark_recipe(recipe: str, num_rows: int, workdir: Path, seed: int = 0) -> dict[str, Any]:
     """Generate a ``num_rows`` Criteo-like file in ``workdir`` (kept and reused across calls), build the
-    ``recipe`` cache from scratch in a fresh process and return its throughput and peak memory.
+    ``recipe`` cache from scratch (configs/data/criteo.yaml or criteo_optinter.yaml) in a fresh process and
+    return its throughput and peak memory.
 
-    Returns ``{"recipe", "num_rows", "file_mb", "generate_s", "build_s", "rows_per_s", "peak_rss_mb",
-    "baseline_rss_mb", ...}``; ``peak_rss_mb`` is the build process's high-water resident set (Linux
-    ``ru_maxrss``), ``baseline_rss_mb`` the same just before the build (interpreter + imports).
+    Returns ``{"recipe", "num_rows", "file_mb", "generate_s", "build_s", "rows_per_s", "cpu_s",
+    "peak_rss_mb", "baseline_rss_mb", "chunk_rows", ...}``: ``build_s`` is wall time of the whole build
+    (parse, count, encode, write and check the cache), ``cpu_s`` its CPU time over all threads,
+    ``peak_rss_mb`` the build process's high-water resident set (VmHWM; ``ru_maxrss`` off Linux),
+    ``baseline_rss_mb`` the same just before the build (interpreter + imports), ``ru_maxrss_mb`` what
+    ``resource.getrusage`` says (the same, or more when the parent was bigger at the fork).
     """
-    import shutil
-
     workdir = Path(workdir)
     raw = workdir / f"criteo_like_{num_rows}_{seed}.txt"
     generate_s = 0.0
@@ -151,9 +184,15 @@ def benchmark_recipe(recipe: str, num_rows: int, workdir: Path, seed: int = 0) -
     shutil.rmtree(cache_root, ignore_errors=True)  # time a build, never a cache hit
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_build_and_measure, args=(recipe, str(raw), num_rows, str(cache_root), queue))
+    proc = ctx.Process(target=_build_and_measure, args=(recipe, str(raw), str(cache_root), queue))
     proc.start()
-    result = queue.get()
+    while True:  # a child that dies (out of memory, say) never answers: don't wait for it forever
+        try:
+            result = queue.get(timeout=5)
+            break
+        except queue_module.Empty:
+            if not proc.is_alive():
+                raise RuntimeError(f"the {recipe} build process died (exit code {proc.exitcode})") from None
     proc.join()
     shutil.rmtree(cache_root, ignore_errors=True)
     return {
