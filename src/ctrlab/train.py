@@ -17,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
+from omegaconf.errors import InterpolationResolutionError
 
 from ctrlab.data.datamodule import CTRDataModule
 from ctrlab.lit.callbacks import ThroughputMonitor
@@ -34,12 +34,14 @@ class ConfigError(ValueError):
 def check_config(cfg: DictConfig) -> None:
     """Resolve everything up front, so a missing path or value fails at start, naming its key."""
     try:
-        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    except MissingMandatoryValue as err:
-        raise ConfigError(f"config key `{err.full_key}` is required but not set; pass it on the command line, "
-                          f"e.g. `{err.full_key}=...`") from None
+        # resolving first also catches `???` that arrives through an interpolation, e.g. ${oc.env:CRITEO,???}
+        missing = sorted(OmegaConf.missing_keys(OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))))
     except InterpolationResolutionError as err:
         raise ConfigError(f"config key `{err.full_key}` cannot be resolved: {err.msg}") from None
+    if missing:
+        keys = ", ".join(f"`{k}`" for k in missing)
+        raise ConfigError(f"config key(s) {keys} required but not set; pass them on the command line, "
+                          f"e.g. `{missing[0]}=...`")
 
 
 def _choices() -> dict[str, Any]:
