@@ -183,3 +183,18 @@ def test_refuses_mixed_data_and_unsupported_tables(setup, tmp_path):
         write_table("dynint", "table1", [*runs, other], tmp_path / "out", configs, "smoke")
     with pytest.raises(ValueError, match="rows keyed by num_layers"):
         write_table("dynint", "table3", runs, tmp_path / "out", configs, "smoke")
+
+
+def test_experiment_row_mapping_fills_the_paper_row(tmp_path: Path, setup):
+    """DynInt Table 1's AutoInt row is run as autoint_plus; the run says so with paper_row."""
+    runs, configs = setup
+    job = tmp_path / "multiruns" / "mapped" / "0"
+    _write_job(job, "autoint_plus", "criteo", 0, auc=0.77, logloss=0.5)
+    metrics = json.loads((job / "metrics.json").read_text())
+    (job / "metrics.json").write_text(json.dumps({**metrics, "paper_row": "autoint"}))
+    (configs / "model" / "autoint_plus.yaml").write_text("{}\n")
+    md = write_table("dynint", "table1", [*runs, job.parent], tmp_path / "out", configs, "smoke",
+                     row_configs={"autoint": "autoint_plus"})
+    cell = _csv(md.with_suffix(".csv"))["autoint", "criteo", "auc"]
+    assert float(cell["ours_mean"]) == pytest.approx(0.77) and cell["n"] == "1"
+    assert _csv(md.with_suffix(".csv"))["autoint", "avazu", "auc"]["status"] != "not yet implemented"

@@ -14,32 +14,39 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from ctrlab.report import write_table
 from ctrlab.report.paper import get_table
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"
+EXPERIMENTS = sorted(str(p.relative_to(CONFIGS / "experiment").with_suffix(""))
+                     for p in (CONFIGS / "experiment").rglob("*.yaml"))
 
-# experiment config -> (paper, table key in paper_tables.yaml)
-EXPERIMENTS = {"dynint/table1": ("dynint", "table1")}
+
+def experiment_spec(experiment: str) -> tuple[str, str, dict[str, str]]:
+    """(paper, table, row key -> model config) from the experiment file's ``report`` and ``paper_row_configs``."""
+    spec = yaml.safe_load((CONFIGS / "experiment" / f"{experiment}.yaml").read_text())
+    return spec["report"]["paper"], spec["report"]["table"], spec.get("paper_row_configs") or {}
 
 
-def implemented_models(paper: str, table: str) -> list[str]:
-    """The table's model keys, in the paper's order, that have a model config."""
-    keys = dict.fromkeys(row["model"] for row in get_table(paper, table).rows)
-    return [k for k in keys if (CONFIGS / "model" / f"{k}.yaml").exists()]
+def implemented_models(paper: str, table: str, row_configs: dict[str, str]) -> list[str]:
+    """The model configs of the table's rows, in the paper's order, for the rows that have one."""
+    configs = dict.fromkeys(row_configs.get(row["model"], row["model"]) for row in get_table(paper, table).rows)
+    return [c for c in configs if (CONFIGS / "model" / f"{c}.yaml").exists()]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("experiment", choices=sorted(EXPERIMENTS))
+    parser.add_argument("experiment", choices=EXPERIMENTS)
     parser.add_argument("--scale", choices=["smoke", "default", "paper"], default="smoke")
     parser.add_argument("--data", help="comma-separated data configs, one per paper column")
     parser.add_argument("--models", help="comma-separated model configs (default: every implemented row)")
     args, overrides = parser.parse_known_args(argv)  # the rest are Hydra overrides, e.g. trainer.max_epochs=2
 
-    paper, table = EXPERIMENTS[args.experiment]
-    models = args.models or ",".join(implemented_models(paper, table))
+    paper, table, row_configs = experiment_spec(args.experiment)
+    models = args.models or ",".join(implemented_models(paper, table, row_configs))
     sweep_dir = ROOT / "logs" / args.experiment.replace("/", "_") / "multiruns" / time.strftime("%Y-%m-%d_%H-%M-%S")
     cmd = [
         sys.executable, "-m", "ctrlab.train", "-m",
@@ -52,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     code = subprocess.call(cmd, cwd=ROOT)
     if code != 0:
         print(f"the multirun exited with {code}; writing the report from the runs that finished", flush=True)
-    md = write_table(paper, table, [sweep_dir], ROOT / "results" / paper, CONFIGS, args.scale)
+    md = write_table(paper, table, [sweep_dir], ROOT / "results" / paper, CONFIGS, args.scale, row_configs)
     print(md.read_text())
     print(f"written: {md} and {md.with_suffix('.csv')}")
     return code

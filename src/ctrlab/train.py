@@ -96,6 +96,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     metrics: dict[str, Any] = {
         "model": choices.get("model"),
         "data": choices.get("data"),
+        "paper_row": {c: r for r, c in (cfg.get("paper_row_configs") or {}).items()}.get(choices.get("model")),
         "paper_dataset": cfg.data.paper_dataset,
         "data_description": fm.description,
         "split_sizes": fm.split_sizes,

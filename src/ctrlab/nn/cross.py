@@ -5,9 +5,10 @@ through a residual connection and multiplies ``x_0`` in, so layer ``l`` holds in
 
 - ``v1``        DCN eq. (3):  ``x_{l+1} = x_0 (x_l^T w_l) + b_l + x_l``
 - ``full``      DCN V2 eq. (1): ``x_{l+1} = x_0 ⊙ (W_l x_l + b_l) + x_l``
-- ``low_rank``  DCN V2 §5 (cost-effective): ``W_l = U_l V_l^T``
-- ``mixture``   DCN V2 §5 (mixture of low-rank experts, "DCN-Mix"; DPN Table 1's CrossMix):
-                ``x_{l+1} = sum_k G_k(x_l) E_k(x_l) + x_l``, ``E_k(x_l) = x_0 ⊙ (U_k g(C_k g(V_k^T x_l)) + b_l)``,
+- ``low_rank``  DCN V2 "cost-effective mixture of low-rank DCN": ``W_l = U_l V_l^T``
+- ``mixture``   DCN V2, same section (mixture of low-rank experts, "DCN-Mix"; DPN Table 1 CrossMix):
+                ``x_{l+1} = sum_k G_k(x_l) E_k(x_l) + x_l``,
+                ``E_k(x_l) = x_0 ⊙ (U_k g(C_k g(V_k^T x_l)) + b_l)``,
                 ``G(x_l) = softmax(W_g x_l)`` over the K experts.
 
 With a softmax gate the gates sum to one, so the mixture equals ``x_0 ⊙ (sum_k G_k U_k g(C_k g(V_k^T x_l))
@@ -27,7 +28,7 @@ _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "identity": nn.Identity}
 
 
 class CrossNetworkV1(nn.Module):
-    """DCN eq. (3), stacked ``num_layers`` times: ``x_{l+1} = x_0 (x_l^T w_l) + b_l + x_l``. [B, d] -> [B, d]."""
+    """DCN eq. (3), ``num_layers`` times: ``x_{l+1} = x_0 (x_l^T w_l) + b_l + x_l``. [B, d] -> [B, d]"""
 
     def __init__(self, dim: int, num_layers: int) -> None:
         super().__init__()
@@ -53,7 +54,7 @@ class FullRank(nn.Module):
 
 
 class LowRank(nn.Module):
-    """``U (V^T x)`` with U, V in R^{d x r} (DCN V2 §5). [B, d] -> [B, d]."""
+    """``U (V^T x)`` with U, V in R^{d x r} (DCN V2, low-rank DCN). [B, d] -> [B, d]."""
 
     def __init__(self, dim: int, rank: int) -> None:
         super().__init__()
@@ -65,7 +66,7 @@ class LowRank(nn.Module):
 
 
 class LowRankMixture(nn.Module):
-    """``sum_k G_k(x) U_k g(C_k g(V_k^T x))`` with ``G(x) = softmax(W_g x)`` over K experts (DCN V2 §5).
+    """``sum_k G_k(x) U_k g(C_k g(V_k^T x))``, ``G(x) = softmax(W_g x)`` over K experts (DCN V2, DCN-Mix).
 
     U_k, V_k in R^{d x r}, C_k in R^{r x r}; all experts run in one batched contraction. [B, d] -> [B, d].
     """
@@ -89,7 +90,7 @@ class LowRankMixture(nn.Module):
 
 
 class CrossLayerV2(nn.Module):
-    """``x_{l+1} = x_0 ⊙ (P(x_l) + b_l) + x_l`` for a projection P (full, low-rank or mixture). [B, d] -> [B, d]."""
+    """``x_{l+1} = x_0 ⊙ (P(x_l) + b_l) + x_l``, P full, low-rank or mixture. [B, d] -> [B, d]"""
 
     def __init__(self, projection: nn.Module, dim: int) -> None:
         super().__init__()
@@ -124,10 +125,12 @@ def cross_network(
 ) -> nn.Module:
     """The cross network named by ``kind``; ``rank`` is for low_rank / mixture, ``num_experts`` and
     ``activation`` (g) for mixture only; arguments a kind does not use must be None."""
-    used = {"v1": set(), "full": set(), "low_rank": {"rank"}, "mixture": {"rank", "num_experts", "activation"}}
+    used = {"v1": set(), "full": set(), "low_rank": {"rank"},
+            "mixture": {"rank", "num_experts", "activation"}}
     if kind not in used:
         raise ValueError(f"cross type must be one of {sorted(used)}; got {kind!r}")
-    given = {k for k, v in dict(rank=rank, num_experts=num_experts, activation=activation).items() if v is not None}
+    args = dict(rank=rank, num_experts=num_experts, activation=activation)
+    given = {k for k, v in args.items() if v is not None}
     if given != used[kind]:
         raise ValueError(f"cross type {kind!r} takes {sorted(used[kind]) or 'no'} of rank / num_experts / "
                          f"activation; got {sorted(given) or 'none'}")

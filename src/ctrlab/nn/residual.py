@@ -8,7 +8,8 @@ from torch import nn
 
 class ResidualUnit(nn.Module):
     """``X^O = X^I + ReLU(W_1 ReLU(W_0 X^I + b_0) + b_1)`` (Deep Crossing eq. 1: the input is added back
-    after two layers of ReLU transformations). ``W_0`` maps ``dim -> hidden``, ``W_1`` maps back. [B, d] -> [B, d]."""
+    after two layers of ReLU transformations). ``W_0`` maps ``dim -> hidden``, ``W_1`` maps back.
+    [B, d] -> [B, d]"""
 
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()

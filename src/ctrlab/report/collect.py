@@ -89,8 +89,10 @@ def collect(run_dirs: Iterable[Path]) -> Collection:
                 skipped.append(SkippedJob(job, "missing", detail=f"unreadable {METRICS_FILE}: {err}"))
                 continue
             if metrics.get("status") != "completed":
-                skipped.append(SkippedJob(job, "failed", metrics.get("model"), metrics.get("paper_dataset"),
+                skipped.append(SkippedJob(job, "failed", metrics.get("paper_row") or metrics.get("model"), metrics.get("paper_dataset"),
                                           str(metrics.get("error") or f"status {metrics.get('status')}")))
                 continue
-            rows.append({k: metrics.get(k) for k in SCHEMA} | {"job": str(job)})
+            # a run fills the paper row its experiment mapped it to (e.g. autoint_plus -> autoint), else its model's
+            row = metrics.get("paper_row") or metrics.get("model")
+            rows.append({k: metrics.get(k) for k in SCHEMA} | {"model": row, "job": str(job)})
     return Collection(pl.DataFrame(rows, schema=SCHEMA), tuple(skipped))

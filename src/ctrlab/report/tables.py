@@ -94,8 +94,13 @@ def _check_duplicates(runs: pl.DataFrame) -> None:
                          "pass each run folder once")
 
 
-def build_table(table: PaperTable, collection: Collection, configs_dir: Path, scale: str) -> ResultTable:
-    """Fill ``table`` with the completed runs of ``collection``; rows without runs say why."""
+def build_table(table: PaperTable, collection: Collection, configs_dir: Path, scale: str,
+                row_configs: dict[str, str] | None = None) -> ResultTable:
+    """Fill ``table`` with the completed runs of ``collection``; rows without runs say why.
+
+    ``row_configs`` maps a row key to the model config that fills it where the two differ (an experiment's
+    ``paper_row_configs``, e.g. DynInt Table 1's AutoInt row is ``autoint_plus``)."""
+    row_configs = row_configs or {}
     metrics = _table_metrics(table)
     model_configs = Path(configs_dir) / "model"
     if not model_configs.is_dir():
@@ -128,7 +133,7 @@ def build_table(table: PaperTable, collection: Collection, configs_dir: Path, sc
                 n = s.get(f"{metric}:n", 0)
                 if n:
                     status = "ok"
-                elif not (model_configs / f"{model}.yaml").exists():
+                elif not (model_configs / f"{row_configs.get(model, model)}.yaml").exists():
                     status = "not yet implemented"
                 elif (model, dataset) in failed:
                     status = "failed"
@@ -268,9 +273,9 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def write_table(paper: str, table: str, run_dirs: list[Path], out_dir: Path, configs_dir: Path,
-                scale: str) -> Path:
+                scale: str, row_configs: dict[str, str] | None = None) -> Path:
     """Write ``<out_dir>/<table>.md`` and ``.csv`` for a paper table from run folders; return the .md path."""
-    result = build_table(get_table(paper, table), collect(run_dirs), configs_dir, scale)
+    result = build_table(get_table(paper, table), collect(run_dirs), configs_dir, scale, row_configs)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_atomic(out_dir / f"{table}.csv", render_csv(result))
