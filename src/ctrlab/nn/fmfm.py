@@ -22,5 +22,6 @@ class FieldMatrixedInteraction(nn.Module):
 
     def forward(self, emb: torch.Tensor) -> torch.Tensor:
         rows, cols = pair_indices(emb.shape[1], emb.device)
-        left = torch.einsum("bpd,pde->bpe", emb[:, rows], self.field_pair_matrices)  # v_i^T M_ij [B, P, D]
-        return (left * emb[:, cols]).sum(dim=(1, 2))  # [B]
+        by_field = emb.transpose(0, 1)  # [F, B, D]: pair-major layout, so the P products are one bmm
+        left = torch.bmm(by_field[rows], self.field_pair_matrices)  # v_i^T M_ij [P, B, D]
+        return (left * by_field[cols]).sum(dim=(0, 2))  # [B]

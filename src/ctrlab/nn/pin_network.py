@@ -18,8 +18,8 @@ class PairSubNetworks(nn.Module):
     Each sub-network is ``3D -> hidden[0] -> ... -> hidden[-1]``: Linear, [LayerNorm], then ReLU between
     layers; the last layer is Linear [+ LayerNorm] with no activation (as in the authors' released
     ``sub_nn_layers = full 40, ln, relu, full 5, ln``, the "[40, 5]" of OptInter Table IV). Weights are per
-    pair, held as batched tensors W_l [P, in, out], b_l [P, out] and applied with one einsum over the pair
-    dimension; the LayerNorm's affine part is shared by the pairs. Rows start like ``nn.Linear``'s,
+    pair, held as batched tensors W_l [P, in, out], b_l [P, out] and applied with one batched matmul over
+    the pair dimension; the LayerNorm's affine part is shared by the pairs. Rows start like ``nn.Linear``'s,
     U(-1/sqrt(in), 1/sqrt(in)).
 
     Input [B, F, D] -> [B, P * hidden[-1]] (the P outputs, concatenated).
@@ -44,11 +44,12 @@ class PairSubNetworks(nn.Module):
 
     def forward(self, emb: torch.Tensor) -> torch.Tensor:
         rows, cols = pair_indices(emb.shape[1], emb.device)
-        v_i, v_j = emb[:, rows], emb[:, cols]  # [B, P, D] each
-        h = torch.cat([v_i, v_j, v_i * v_j], dim=-1)  # [B, P, 3D]
+        by_field = emb.transpose(0, 1)  # [F, B, D]: pair-major layout, so each layer is one bmm over P
+        v_i, v_j = by_field[rows], by_field[cols]  # [P, B, D] each
+        h = torch.cat([v_i, v_j, v_i * v_j], dim=-1)  # [P, B, 3D]
         last = len(self.weights) - 1
         for layer, (w, b, norm) in enumerate(zip(self.weights, self.biases, self.norms, strict=True)):
-            h = norm(torch.einsum("bpi,pio->bpo", h, w) + b)  # [B, P, hidden[layer]]
+            h = norm(torch.baddbmm(b.unsqueeze(1), h, w))  # h W_l + b_l: [P, B, hidden[layer]]
             if layer < last:
                 h = torch.relu(h)
-        return h.flatten(1)  # [B, P * hidden[-1]]
+        return h.transpose(0, 1).flatten(1)  # [B, P, hidden[-1]] -> [B, P * hidden[-1]]
