@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from ctrlab.data import cache
 from ctrlab.data.cache import SplitArrays
 from ctrlab.data.schema import FeatureMap, Field
 from tests.helpers import synthetic_source
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """The learning tests train small models on small batches: a second intra-op thread buys little there and,
+    on a loaded 2-core machine, costs a lot. Same threads for every test also keeps them reproducible."""
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
