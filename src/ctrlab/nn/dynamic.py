@@ -153,6 +153,11 @@ class DynamicWeightedPIN(nn.Module):
         mixed = (u.unsqueeze(-1) * weighted).sum(dim=1)  # sum_p diag(u_p) W diag(v_p) X0: [B, F', D']
         return x * mixed + x
 
+    def __getstate__(self) -> dict:
+        state = dict(super().__getstate__())
+        state["_factors"] = None  # graph tensors of the last batch: neither copyable nor worth pickling
+        return state
+
     def orthogonal_penalty(self) -> torch.Tensor:
         """Eq. 12 for one layer, averaged over the instances of the last forward (see DynIntDWP)."""
         if self._factors is None:
