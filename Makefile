@@ -15,7 +15,7 @@ export PYTHONUNBUFFERED := 1
 export WANDB_MODE ?= offline
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-full lint train reproduce-table-1 benchmark clean
+.PHONY: help install test test-full lint train reproduce-table-1 reproduce-dynint-table-2 benchmark clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-22s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ train: $(STAMP) ## one run: make train ARGS="model=deepfm data=synthetic_criteo"
 TABLE1_DATA := $(if $(CRITEO),criteo,synthetic_criteo),$(if $(AVAZU),avazu,synthetic_avazu),$(if $(IPINYOU),ipinyou,synthetic_ipinyou)
 reproduce-table-1: $(STAMP) ## DynInt Table 1 (SCALE=smoke|default|paper, CRITEO=/path/train.txt)
 	$(PY) -m ctrlab.reproduce dynint/table1 --scale $(SCALE) --data $(TABLE1_DATA) $(ARGS)
+
+reproduce-dynint-table-2: $(STAMP) ## DynInt Table 2: interaction layers without their DNN, Criteo column
+	$(PY) -m ctrlab.reproduce dynint/table2 --scale $(SCALE) --data $(if $(CRITEO),criteo,synthetic_criteo) $(ARGS)
 
 benchmark: $(STAMP) ## training throughput: ctrlab vs a bare PyTorch loop
 	$(PY) benchmarks/train_throughput.py
