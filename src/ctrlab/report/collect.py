@@ -89,8 +89,9 @@ def collect(run_dirs: Iterable[Path]) -> Collection:
                 skipped.append(SkippedJob(job, "missing", detail=f"unreadable {METRICS_FILE}: {err}"))
                 continue
             if metrics.get("status") != "completed":
-                skipped.append(SkippedJob(job, "failed", metrics.get("paper_row") or metrics.get("model"), metrics.get("paper_dataset"),
-                                          str(metrics.get("error") or f"status {metrics.get('status')}")))
+                row = metrics.get("paper_row") or metrics.get("model")
+                error = str(metrics.get("error") or f"status {metrics.get('status')}")
+                skipped.append(SkippedJob(job, "failed", row, metrics.get("paper_dataset"), error))
                 continue
             # a run fills the paper row its experiment mapped it to (e.g. autoint_plus -> autoint), else its model's
             row = metrics.get("paper_row") or metrics.get("model")
