@@ -15,7 +15,7 @@ export PYTHONUNBUFFERED := 1
 export WANDB_MODE ?= offline
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-full lint train reproduce-table-1 reproduce-dynint-table-2 benchmark clean
+.PHONY: help install test test-full lint train reproduce-table-1 reproduce-dynint-table-2 reproduce-dynint-table-3 reproduce-dynint-table-4 benchmark clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-22s %s\n", $$1, $$2}'
@@ -47,6 +47,12 @@ reproduce-table-1: $(STAMP) ## DynInt Table 1 (SCALE=smoke|default|paper, CRITEO
 
 reproduce-dynint-table-2: $(STAMP) ## DynInt Table 2: interaction layers without their DNN, Criteo column
 	$(PY) -m ctrlab.reproduce dynint/table2 --scale $(SCALE) --data $(if $(CRITEO),criteo,synthetic_criteo) $(ARGS)
+
+reproduce-dynint-table-3: $(STAMP) ## DynInt Table 3: PIN layers 0-5, average of DA/DGP/DWP, three datasets
+	$(PY) -m ctrlab.reproduce dynint/table3 --scale $(SCALE) --data $(TABLE1_DATA) $(ARGS)
+
+reproduce-dynint-table-4: $(STAMP) ## DynInt Table 4: sub-spaces 1-16, average of DA/DGP/DWP, three datasets
+	$(PY) -m ctrlab.reproduce dynint/table4 --scale $(SCALE) --data $(TABLE1_DATA) $(ARGS)
 
 benchmark: $(STAMP) ## training throughput: ctrlab vs a bare PyTorch loop
 	$(PY) benchmarks/train_throughput.py

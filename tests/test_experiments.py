@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
@@ -10,8 +11,17 @@ from ctrlab.report.paper import get_table
 from ctrlab.reproduce import EXPERIMENTS, experiment_spec, implemented_models
 from tests.helpers import ROOT
 
-CASES = [(exp, model) for exp in EXPERIMENTS
-         for model in implemented_models(*[experiment_spec(exp)[k] for k in ("paper", "key", "row_configs")])]
+
+def _models(experiment: str) -> list[str]:
+    """A table's implemented rows, or the models a sweep names in its sweeper params."""
+    spec = experiment_spec(experiment)
+    if spec["kind"] == "sweep":
+        raw = yaml.safe_load((ROOT / "configs" / "experiment" / f"{experiment}.yaml").read_text())
+        return str(raw["hydra"]["sweeper"]["params"]["model"]).split(",")
+    return implemented_models(spec["paper"], spec["key"], spec["row_configs"])
+
+
+CASES = [(exp, model) for exp in EXPERIMENTS for model in _models(exp)]
 
 
 @pytest.mark.parametrize("experiment,model", CASES)
@@ -20,6 +30,8 @@ def test_experiment_model_composes_and_builds(experiment, model, tiny_feature_ma
         cfg = compose("train", overrides=[f"experiment={experiment}", f"model={model}", "scale=smoke"])
     net = instantiate(cfg.model, _partial_=True)(feature_map=tiny_feature_map)
     assert net.num_parameters() > 0
+    if experiment_spec(experiment)["kind"] == "sweep":  # the swept key exists, and names the row
+        assert cfg.paper_row is not None
     if model.startswith("interaction_only/"):  # the DNN is gone: fewer parameters than the full model
         with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
             full_cfg = compose("train", overrides=[f"model={model.split('/')[1]}"])

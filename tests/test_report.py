@@ -181,8 +181,8 @@ def test_refuses_mixed_data_and_unsupported_tables(setup, tmp_path):
     path.write_text(json.dumps(json.loads(path.read_text()) | {"data_description": "Criteo train.txt"}))
     with pytest.raises(ValueError, match="mixes runs on different data"):
         write_table("dynint", "table1", [*runs, other], tmp_path / "out", configs, "smoke")
-    with pytest.raises(ValueError, match="rows keyed by num_layers"):
-        write_table("dynint", "table3", runs, tmp_path / "out", configs, "smoke")
+    with pytest.raises(ValueError, match="rows keyed by model, context"):
+        write_table("dpn", "table3", runs, tmp_path / "out", configs, "smoke")
 
 
 def test_experiment_row_mapping_fills_the_paper_row(tmp_path: Path, setup):
@@ -198,3 +198,23 @@ def test_experiment_row_mapping_fills_the_paper_row(tmp_path: Path, setup):
     cell = _csv(md.with_suffix(".csv"))["autoint", "criteo", "auc"]
     assert float(cell["ours_mean"]) == pytest.approx(0.77) and cell["n"] == "1"
     assert _csv(md.with_suffix(".csv"))["autoint", "avazu", "auc"]["status"] != "not yet implemented"
+
+
+def test_sweep_table_pools_the_models_of_each_row(tmp_path: Path, setup):
+    """DynInt Table 3: rows are layer counts, each cell the mean over DA, DGP and DWP runs (and seeds)."""
+    _, configs = setup
+    multirun = tmp_path / "multiruns" / "sweep"
+    values = {("dynint_da", 0): 0.70, ("dynint_dgp", 0): 0.72, ("dynint_dwp", 0): 0.74, ("dynint_da", 1): 0.71}
+    for num, ((model, seed), auc) in enumerate(values.items()):
+        _write_job(multirun / str(num), model, "criteo", seed, auc=auc, logloss=0.45)
+        path = multirun / str(num) / "metrics.json"
+        path.write_text(json.dumps(json.loads(path.read_text()) | {"paper_row": "3"}))
+    md = write_table("dynint", "table3", [multirun], tmp_path / "out", configs, "smoke")
+    rows = _csv(md.with_suffix(".csv"))
+    cell = next(r for (m, d, k), r in rows.items() if d == "criteo" and k == "auc" and r["name"] == "#Layers=3")
+    assert float(cell["ours_mean"]) == pytest.approx(sum(values.values()) / 4) and cell["n"] == "4"
+    assert float(cell["paper"]) == pytest.approx(0.8075)
+    other = next(r for (m, d, k), r in rows.items() if d == "criteo" and k == "auc" and r["name"] == "#Layers=0")
+    assert other["status"] == "not run"
+    text = md.read_text()
+    assert "`dynint_da`, `dynint_dgp`, `dynint_dwp`" in text and "Rows are values of `num_layers`" in text

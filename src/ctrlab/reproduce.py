@@ -40,9 +40,9 @@ def implemented_models(paper: str, table: str, row_configs: dict[str, str]) -> l
 
 
 def write_report(spec: dict, run_dirs: list[Path], scale: str) -> Path:
-    """Write the experiment's report; tables keyed by model are what ctrlab reports so far."""
-    if spec["kind"] != "table":
-        raise SystemExit(f"report kind {spec['kind']!r} is not supported yet; allowed: table")
+    """Write the experiment's table: rows keyed by model (``kind: table``) or by a swept value (``sweep``)."""
+    if spec["kind"] not in ("table", "sweep"):
+        raise SystemExit(f"report kind {spec['kind']!r} is not supported yet; allowed: table, sweep")
     out_dir = ROOT / "results" / spec["paper"]
     return write_table(spec["paper"], spec["key"], run_dirs, out_dir, CONFIGS, scale, spec["row_configs"])
 
@@ -52,16 +52,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("experiment", choices=EXPERIMENTS)
     parser.add_argument("--scale", choices=["smoke", "default", "paper"], default="smoke")
     parser.add_argument("--data", help="comma-separated data configs, one per paper column")
-    parser.add_argument("--models", help="comma-separated model configs (default: the table's implemented rows)")
+    parser.add_argument("--models", help="comma-separated model configs "
+                                         "(default: a table's implemented rows; a sweep's own list)")
     args, overrides = parser.parse_known_args(argv)  # the rest are Hydra overrides, e.g. trainer.max_epochs=2
 
     spec = experiment_spec(args.experiment)
-    models = args.models or ",".join(implemented_models(spec["paper"], spec["key"], spec["row_configs"]))
+    models = args.models
+    if models is None and spec["kind"] == "table":  # a sweep names its models in the experiment file
+        models = ",".join(implemented_models(spec["paper"], spec["key"], spec["row_configs"]))
     sweep_dir = ROOT / "logs" / args.experiment.replace("/", "_") / "multiruns" / time.strftime("%Y-%m-%d_%H-%M-%S")
     cmd = [
         sys.executable, "-m", "ctrlab.train", "-m",
         f"experiment={args.experiment}", f"scale={args.scale}", f"hydra.sweep.dir={sweep_dir}",
-        f"model={models}",
+        *([f"model={models}"] if models else []),
         *([f"data={args.data}"] if args.data else []),
         *overrides,
     ]

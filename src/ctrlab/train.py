@@ -50,6 +50,14 @@ def _choices() -> dict[str, Any]:
     return dict(HydraConfig.get().runtime.choices)
 
 
+def _paper_row(cfg: DictConfig, model: str | None) -> str | None:
+    """The paper-table row this run fills, when it is not the model's own name: a sweep's value
+    (``paper_row: ${model.num_layers}``) or an experiment's row -> config mapping (``paper_row_configs``)."""
+    if cfg.get("paper_row") is not None:
+        return str(cfg.paper_row)
+    return {c: r for r, c in (cfg.get("paper_row_configs") or {}).items()}.get(model)
+
+
 def _loggers(cfg: DictConfig, output_dir: Path) -> list[Any]:
     loggers = []
     for name, lcfg in (cfg.get("logger") or {}).items():
@@ -96,7 +104,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     metrics: dict[str, Any] = {
         "model": choices.get("model"),
         "data": choices.get("data"),
-        "paper_row": {c: r for r, c in (cfg.get("paper_row_configs") or {}).items()}.get(choices.get("model")),
+        "paper_row": _paper_row(cfg, choices.get("model")),
         "paper_dataset": cfg.data.paper_dataset,
         "data_description": fm.description,
         "split_sizes": fm.split_sizes,

@@ -15,7 +15,8 @@ METRICS_FILE = "metrics.json"
 # one column per field a completed run writes (see ctrlab.train); a missing field is null
 SCHEMA: dict[str, type[pl.DataType]] = {
     "job": pl.String,
-    "model": pl.String,
+    "model": pl.String,  # the paper row the run fills (its paper_row, else its model config)
+    "config": pl.String,  # the model config it ran
     "data": pl.String,
     "paper_dataset": pl.String,
     "data_description": pl.String,
@@ -93,7 +94,8 @@ def collect(run_dirs: Iterable[Path]) -> Collection:
                 error = str(metrics.get("error") or f"status {metrics.get('status')}")
                 skipped.append(SkippedJob(job, "failed", row, metrics.get("paper_dataset"), error))
                 continue
-            # a run fills the paper row its experiment mapped it to (e.g. autoint_plus -> autoint), else its model's
+            # a run fills the paper row its experiment names (autoint_plus -> autoint; a sweep value), else its model's
             row = metrics.get("paper_row") or metrics.get("model")
-            rows.append({k: metrics.get(k) for k in SCHEMA} | {"model": row, "job": str(job)})
+            rows.append({k: metrics.get(k) for k in SCHEMA} | {"model": row, "config": metrics.get("model"),
+                                                                "job": str(job)})
     return Collection(pl.DataFrame(rows, schema=SCHEMA), tuple(skipped))

@@ -60,15 +60,22 @@ class ResultTable:
     completed: int
     skipped: tuple[SkippedJob, ...]
     ignored: dict[str, int]  # "model on dataset" of runs outside this table -> count
+    configs: tuple[str, ...]  # the model configs whose runs fill the table
 
 
 def _table_metrics(table: PaperTable) -> tuple[str, ...]:
     metrics = tuple(m for m in table.metrics if m in RUN_METRICS)
-    if table.row_key != ("model",) or not metrics or not table.datasets:
+    if len(table.row_key) != 1 or not metrics or not table.datasets:
         raise ValueError(
             f"{table.paper} {table.key} ({table.kind}, rows keyed by {', '.join(table.row_key)}) cannot be "
-            f"filled from runs: only tables with one row per model and {'/'.join(RUN_METRICS)} columns can")
+            f"filled from runs: only tables with one key per row (a model, or a swept value) and "
+            f"{'/'.join(RUN_METRICS)} columns can")
     return metrics
+
+
+def row_id(table: PaperTable, row: dict) -> str:
+    """What a run names to fill this row: the model key, or for a sweep table the swept value (e.g. "3")."""
+    return str(row[table.row_key[0]])
 
 
 def _data_per_dataset(runs: pl.DataFrame, datasets: Iterable[str]) -> dict[str, tuple[str, str] | None]:
@@ -86,12 +93,12 @@ def _data_per_dataset(runs: pl.DataFrame, datasets: Iterable[str]) -> dict[str, 
 
 
 def _check_duplicates(runs: pl.DataFrame) -> None:
-    per_seed = runs.group_by("model", "paper_dataset", "seed").agg(pl.col("job"))
+    per_seed = runs.group_by("model", "config", "paper_dataset", "seed").agg(pl.col("job"))
     dup = per_seed.filter(pl.col("job").list.len() > 1)
     if dup.height:
-        model, dataset, seed, jobs = dup.row(0)
-        raise ValueError(f"{model} on {dataset} with seed {seed} was run more than once ({', '.join(jobs)}); "
-                         "pass each run folder once")
+        model, config, dataset, seed, jobs = dup.row(0)
+        raise ValueError(f"{config} ({model}) on {dataset} with seed {seed} was run more than once "
+                         f"({', '.join(jobs)}); pass each run folder once")
 
 
 def build_table(table: PaperTable, collection: Collection, configs_dir: Path, scale: str,
@@ -99,14 +106,15 @@ def build_table(table: PaperTable, collection: Collection, configs_dir: Path, sc
     """Fill ``table`` with the completed runs of ``collection``; rows without runs say why.
 
     ``row_configs`` maps a row key to the model config that fills it where the two differ (an experiment's
-    ``paper_row_configs``, e.g. DynInt Table 1's AutoInt row is ``autoint_plus``)."""
+    ``paper_row_configs``, e.g. DynInt Table 1's AutoInt row is ``autoint_plus``). In a sweep table (rows keyed
+    by a swept value) a cell pools every run of its row: DynInt Tables 3-4 average DA, DGP and DWP."""
     row_configs = row_configs or {}
     metrics = _table_metrics(table)
     model_configs = Path(configs_dir) / "model"
     if not model_configs.is_dir():
         raise FileNotFoundError(f"{model_configs} does not exist; pass the repository's configs folder")
     runs = collection.runs
-    models = [row["model"] for row in table.rows]
+    models = [row_id(table, row) for row in table.rows]
     # fill_null: a run without a model name is not in the table, and is listed as such
     in_table = pl.col("model").is_in(models) & pl.col("paper_dataset").is_in(list(table.datasets))
     in_table = in_table.fill_null(False)
@@ -124,16 +132,17 @@ def build_table(table: PaperTable, collection: Collection, configs_dir: Path, sc
     }
     failed = {(s.model, s.paper_dataset) for s in collection.skipped if s.reason == "failed"}
 
+    by_model = table.row_key == ("model",)  # else a sweep: its rows share the models named in the experiment
     cells = []
     for row in table.rows:
-        model = row["model"]
+        model = row_id(table, row)
         for dataset in table.datasets:
             for metric in metrics:
                 s = stats.get((model, dataset), {})
                 n = s.get(f"{metric}:n", 0)
                 if n:
                     status = "ok"
-                elif not (model_configs / f"{row_configs.get(model, model)}.yaml").exists():
+                elif by_model and not (model_configs / f"{row_configs.get(model, model)}.yaml").exists():
                     status = "not yet implemented"
                 elif (model, dataset) in failed:
                     status = "failed"
@@ -154,6 +163,7 @@ def build_table(table: PaperTable, collection: Collection, configs_dir: Path, sc
         completed=runs.height,
         skipped=collection.skipped,
         ignored={f"{m} on {d}": n for m, d, n in ignored.rows()},
+        configs=tuple(sorted(ours["config"].drop_nulls().unique().to_list())),
     )
 
 
@@ -212,6 +222,9 @@ def _header(result: ResultTable) -> list[str]:
               "ours = mean ± sample std over seeds (n = number of seeds; std only for n > 1); paper = as "
               "printed (bold and \\* as in the paper); Δ = ours − paper (AUC: higher is better, LogLoss: "
               "lower is better)."]
+    if t.row_key != ("model",):
+        lines += ["", f"Rows are values of `{t.row_key[0]}`; each cell pools the runs of "
+                      f"{', '.join(f'`{c}`' for c in result.configs) or 'no model yet'} over seeds (n counts runs)."]
     return lines
 
 
@@ -244,7 +257,7 @@ def render_markdown(result: ResultTable) -> str:
         for row in result.table.rows:
             texts = [row["name"]]
             for metric in result.metrics:
-                texts += _cell_texts(result, cells[row["model"], dataset, metric], row)
+                texts += _cell_texts(result, cells[row_id(result.table, row), dataset, metric], row)
             rows.append([t.replace("|", "\\|") for t in texts])
         lines += ["", f"## {dataset_name(dataset)}", "", *_md_table(header, rows)]
     return "\n".join([*lines, "", *_footer(result)]) + "\n"
