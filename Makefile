@@ -15,7 +15,7 @@ export PYTHONUNBUFFERED := 1
 export WANDB_MODE ?= offline
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-full lint train reproduce-table-1 reproduce-dynint-table-2 reproduce-dynint-table-3 reproduce-dynint-table-4 benchmark clean
+.PHONY: help install test test-full lint train reproduce-table-1 reproduce-dynint-table-2 reproduce-dynint-table-3 reproduce-dynint-table-4 reproduce-dynint-all benchmark clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-22s %s\n", $$1, $$2}'
@@ -53,6 +53,12 @@ reproduce-dynint-table-3: $(STAMP) ## DynInt Table 3: PIN layers 0-5, average of
 
 reproduce-dynint-table-4: $(STAMP) ## DynInt Table 4: sub-spaces 1-16, average of DA/DGP/DWP, three datasets
 	$(PY) -m ctrlab.reproduce dynint/table4 --scale $(SCALE) --data $(TABLE1_DATA) $(ARGS)
+
+reproduce-dynint-figure-%: $(STAMP) ## DynInt Figure 6a|6b|7a|7b (Criteo column), e.g. reproduce-dynint-figure-6a
+	$(PY) -m ctrlab.reproduce dynint/figure$* --scale $(SCALE) --data $(if $(CRITEO),criteo,synthetic_criteo) $(ARGS)
+
+DYNINT_ALL := reproduce-table-1 $(addprefix reproduce-dynint-,table-2 table-3 table-4 figure-6a figure-6b figure-7a figure-7b)
+reproduce-dynint-all: $(DYNINT_ALL) ## every DynInt table and figure, one after another
 
 benchmark: $(STAMP) ## training throughput: ctrlab vs a bare PyTorch loop
 	$(PY) benchmarks/train_throughput.py

@@ -13,9 +13,9 @@ from tests.helpers import ROOT
 
 
 def _models(experiment: str) -> list[str]:
-    """A table's implemented rows, or the models a sweep names in its sweeper params."""
+    """A table's implemented rows, or the models a sweep or figure names in its sweeper params."""
     spec = experiment_spec(experiment)
-    if spec["kind"] == "sweep":
+    if spec["kind"] != "table":
         raw = yaml.safe_load((ROOT / "configs" / "experiment" / f"{experiment}.yaml").read_text())
         return str(raw["hydra"]["sweeper"]["params"]["model"]).split(",")
     return implemented_models(spec["paper"], spec["key"], spec["row_configs"])
@@ -30,7 +30,10 @@ def test_experiment_model_composes_and_builds(experiment, model, tiny_feature_ma
         cfg = compose("train", overrides=[f"experiment={experiment}", f"model={model}", "scale=smoke"])
     net = instantiate(cfg.model, _partial_=True)(feature_map=tiny_feature_map)
     assert net.num_parameters() > 0
-    if experiment_spec(experiment)["kind"] == "sweep":  # the swept key exists, and names the row
+    if experiment_spec(experiment)["kind"] != "table":  # every swept model key exists, and one names the row
+        raw = yaml.safe_load((ROOT / "configs" / "experiment" / f"{experiment}.yaml").read_text())
+        swept = [k.split(".", 1)[1] for k in raw["hydra"]["sweeper"]["params"] if k.startswith("model.")]
+        assert swept and all(k in cfg.model for k in swept), swept
         assert cfg.paper_row is not None
     if model.startswith("interaction_only/"):  # the DNN is gone: fewer parameters than the full model
         with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):

@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from ctrlab.report import write_table
+from ctrlab.report.figures import write_figure
 from ctrlab.report.paper import get_table
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,10 +41,13 @@ def implemented_models(paper: str, table: str, row_configs: dict[str, str]) -> l
 
 
 def write_report(spec: dict, run_dirs: list[Path], scale: str) -> Path:
-    """Write the experiment's table: rows keyed by model (``kind: table``) or by a swept value (``sweep``)."""
-    if spec["kind"] not in ("table", "sweep"):
-        raise SystemExit(f"report kind {spec['kind']!r} is not supported yet; allowed: table, sweep")
+    """Write the experiment's report: a table with rows keyed by model (``kind: table``) or by a swept value
+    (``sweep``), or a figure of a metric against a swept value (``figure``) or against steps (``curve``)."""
     out_dir = ROOT / "results" / spec["paper"]
+    if spec["kind"] in ("figure", "curve"):
+        return write_figure(spec, run_dirs, out_dir, scale)
+    if spec["kind"] not in ("table", "sweep"):
+        raise SystemExit(f"unknown report kind {spec['kind']!r}; allowed: table, sweep, figure, curve")
     return write_table(spec["paper"], spec["key"], run_dirs, out_dir, CONFIGS, scale, spec["row_configs"])
 
 
