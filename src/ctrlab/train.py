@@ -97,7 +97,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     model = instantiate(cfg.model, _partial_=True)(feature_map=fm)  # a dataclass kwarg would become a DictConfig
     module = CTRModule(model, cfg.optimizer)
 
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]  # null: switched off
     throughput = next((c for c in callbacks if isinstance(c, ThroughputMonitor)), None)
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=_loggers(cfg, output_dir) or False, callbacks=callbacks)
 
