@@ -44,7 +44,7 @@ def test_curves_average_validation_logs_per_series(tmp_path):
         (runs / str(num) / "csv").mkdir()
         (runs / str(num) / "csv" / "metrics.csv").write_text(
             "epoch,step,train/loss,val/auc,val/logloss\n"
-            f"0,9,0.6,,\n0,10,,{0.6 + shift},0.5\n0,20,,{0.7 + shift},0.4\n")
+            f"0,9,0.6,,\n0,10,,{0.6 + shift},0.5\n0,20,,{0.7 + shift},0.4\n0,20,,0.99,0.1\n")  # last: best ckpt
     write_figure({**SPEC, "key": "curve", "kind": "curve"}, [runs], tmp_path / "out", "smoke")
     curves = pl.read_csv(tmp_path / "out" / "curve.csv")
     zero = curves.filter(pl.col("series") == 0.0)

@@ -40,7 +40,10 @@ def _curves(runs: pl.DataFrame) -> pl.DataFrame:
         log = Path(job) / "csv" / "metrics.csv"
         if not log.exists():
             continue
+        # keep="first": after fitting, the best checkpoint is validated again at the last step; that is no point
+        # of the training curve
         frames.append(pl.read_csv(log).filter(pl.col("val/auc").is_not_null())
+                      .unique(subset="step", keep="first", maintain_order=True)
                       .select(pl.lit(float(series)).alias("series"), "step",
                               pl.col("val/auc").alias("auc"), pl.col("val/logloss").alias("logloss")))
     if not frames:
