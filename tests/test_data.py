@@ -1,0 +1,92 @@
+"""The data path: synthetic generation, the validated cache, and the whole-batch loader."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ctrlab.data import cache
+from ctrlab.data.datamodule import BatchLoader, CTRDataModule
+from ctrlab.data.synthetic import threshold_encode
+from tests.helpers import synthetic_source
+
+
+def small(**kw):
+    return synthetic_source(num_rows=2000, num_fields=6, max_vocab=40, **kw)
+
+
+def test_synthetic_is_deterministic_and_exposes_its_planted_interactions(tmp_path):
+    a = cache.load(cache.prepare(small(), tmp_path / "a"))
+    b = cache.load(cache.prepare(small(), tmp_path / "b"))
+    c = cache.load(cache.prepare(small(seed=1), tmp_path / "c"))
+    np.testing.assert_array_equal(a[1]["train"].ids, b[1]["train"].ids)
+    assert not np.array_equal(a[1]["train"].ids, c[1]["train"].ids)
+    planted = a[0].extra["planted"]
+    assert len(planted["pairs"]) == 8 and len(planted["triples"]) == 4
+    assert all(0 <= f < 6 for pair in planted["pairs"] for f in pair)
+    assert a[0].split_sizes == {"train": 1400, "valid": 200, "test": 400}
+    rate = np.concatenate([a[1][s].labels for s in ("train", "valid", "test")]).mean()
+    assert abs(rate - 0.25) < 0.05
+
+
+def test_threshold_encode_counts_train_only_and_maps_rare_and_unseen_to_oov():
+    raw = np.array([[0], [0], [1], [2], [2], [3]])  # value 3 appears only outside train
+    ids, vocab = threshold_encode(raw, train_rows=np.arange(5), min_count=2)
+    assert vocab == [4]  # pad 0, kept values 0 and 2 -> ids 1, 2, OOV 3
+    assert ids[:, 0].tolist() == [1, 1, 3, 2, 2, 3]
+
+
+def test_truncated_or_unmarked_cache_is_detected_and_rebuilt(tmp_path):
+    src = small()
+    folder = cache.prepare(src, tmp_path)
+    expected = np.load(folder / "train_ids.npy").copy()
+    with open(folder / "train_ids.npy", "r+b") as fh:  # a crash mid-copy: the file is cut short
+        fh.truncate(1000)
+    assert not cache.is_valid(folder, src.cache_key())
+    assert cache.prepare(src, tmp_path) == folder
+    np.testing.assert_array_equal(np.load(folder / "train_ids.npy"), expected)
+    (folder / cache.MARKER).unlink()  # never finished: no marker
+    assert not cache.is_valid(folder, src.cache_key())
+    cache.prepare(src, tmp_path)
+    assert cache.is_valid(folder, src.cache_key())
+    assert not list(tmp_path.rglob("*.tmp-*")), "a temporary build folder was left behind"
+
+
+def test_changed_recipe_gets_its_own_cache_folder(tmp_path):
+    assert cache.prepare(small(), tmp_path) != cache.prepare(small(min_count=2), tmp_path)
+    key = json.loads((cache.prepare(small(), tmp_path) / "key.json").read_text())
+    assert key["min_count"] == 5 and key["recipe_version"] >= 1
+
+
+def test_loader_visits_every_row_once_per_epoch_in_a_new_order(tmp_path):
+    _, splits = cache.load(cache.prepare(small(), tmp_path))
+    loader = BatchLoader(splits["train"], batch_size=128, shuffle=True, seed=0)
+    epochs = [np.concatenate([b["ids"].numpy() for b in loader]) for _ in range(2)]
+    for seen in epochs:
+        assert len(seen) == 1400
+        assert sorted(map(tuple, seen)) == sorted(map(tuple, np.asarray(splits["train"].ids)))
+    assert not np.array_equal(epochs[0], epochs[1])
+    batch = next(iter(loader))
+    assert batch["ids"].dtype == torch.int64 and batch["label"].dtype == torch.float32
+    assert len(loader) == 11  # ceil(1400 / 128): the last, partial batch is kept
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_ddp_shards_are_disjoint_and_equal_in_length(tmp_path, world):
+    _, splits = cache.load(cache.prepare(small(), tmp_path))
+    shards = [list(BatchLoader(splits["train"], 100, True, seed=0, rank=r, world_size=world)) for r in range(world)]
+    assert len({len(s) for s in shards}) == 1
+    starts = [tuple(b["ids"][0].tolist()) + (float(b["label"][0]),) for s in shards for b in s]
+    assert len(starts) == len(set(starts))
+
+
+def test_datamodule_prepares_and_serves_splits(tmp_path):
+    dm = CTRDataModule(small(), str(tmp_path), batch_size=256, eval_batch_size=1000, seed=0)
+    dm.prepare_data()
+    dm.setup()
+    assert dm.feature_map.num_fields == 6
+    assert sum(len(b["label"]) for b in dm.test_dataloader()) == 400
+    assert len(dm.val_dataloader()) == 1
