@@ -129,3 +129,19 @@ def test_ddp_two_cpu_processes_over_gloo(tmp_path):
     # each rank takes 4 batches of its shard per epoch, for 2 epochs
     assert metrics["status"] == "completed" and metrics["global_step"] == 8
     assert 0.0 < metrics["test/auc"] < 1.0
+
+
+def test_one_optimizer_per_named_parameter_family(tiny_feature_map):
+    from omegaconf import OmegaConf
+
+    from ctrlab.lit.module import CTRModule
+    from ctrlab.models.deepfm import DeepFM
+
+    model = DeepFM(tiny_feature_map, 4, 1e-4, [8], 0.0, "none")
+    opts = CTRModule(model, OmegaConf.load(ROOT / "configs" / "optimizer" / "adam_l2.yaml")).configure_optimizers()
+    assert len(opts) == 2  # embedding (the `default` Adam) and dense (Adam with L2)
+    by_decay = {o.param_groups[0]["weight_decay"]: o for o in opts}
+    dense = {id(p) for p in model.parameter_groups()["dense"]}
+    assert {id(p) for p in by_decay[1e-4].param_groups[0]["params"]} == dense
+    single = CTRModule(model, OmegaConf.load(ROOT / "configs" / "optimizer" / "adam.yaml")).configure_optimizers()
+    assert len(single) == 1 and len(single[0].param_groups[0]["params"]) == len(list(model.parameters()))
