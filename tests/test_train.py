@@ -138,10 +138,15 @@ def test_one_optimizer_per_named_parameter_family(tiny_feature_map):
     from ctrlab.models.deepfm import DeepFM
 
     model = DeepFM(tiny_feature_map, 4, 1e-4, [8], 0.0, "none")
-    opts = CTRModule(model, OmegaConf.load(ROOT / "configs" / "optimizer" / "adam_l2.yaml")).configure_optimizers()
+
+    def load(name: str):  # as the group sits in the composed config (its interpolations say optimizer.*)
+        group = OmegaConf.load(ROOT / "configs" / "optimizer" / f"{name}.yaml")
+        return OmegaConf.create({"optimizer": group}).optimizer
+
+    opts = CTRModule(model, load("adam_l2")).configure_optimizers()
     assert len(opts) == 2  # embedding (the `default` Adam) and dense (Adam with L2)
     by_decay = {o.param_groups[0]["weight_decay"]: o for o in opts}
     dense = {id(p) for p in model.parameter_groups()["dense"]}
     assert {id(p) for p in by_decay[1e-4].param_groups[0]["params"]} == dense
-    single = CTRModule(model, OmegaConf.load(ROOT / "configs" / "optimizer" / "adam.yaml")).configure_optimizers()
+    single = CTRModule(model, load("adam")).configure_optimizers()
     assert len(single) == 1 and len(single[0].param_groups[0]["params"]) == len(list(model.parameters()))
