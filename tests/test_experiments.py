@@ -47,3 +47,15 @@ def test_every_row_of_dynint_tables_1_and_2_has_a_model():
         spec = experiment_spec(f"dynint/{key}")
         rows = get_table("dynint", key).rows
         assert len(implemented_models("dynint", key, spec["row_configs"])) == len(rows), key
+
+
+@pytest.mark.parametrize("model,paper_optimizer", [("lr", "FTRL"), ("fm", "FTRL"), ("deepfm", "Adam"),
+                                                   ("xdeepint", "FTRL"), ("dynint_dwp", "FTRL")])
+def test_model_configs_choose_their_papers_optimizer_and_the_command_line_wins(model, paper_optimizer):
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        chosen = compose("train", overrides=[f"model={model}"]).optimizer.families
+        forced = compose("train", overrides=[f"model={model}", "optimizer=adam"]).optimizer.families
+    assert chosen.default._target_.endswith(paper_optimizer)
+    if model.startswith(("xdeepint", "dynint")):  # G-FTRL's row-wise sparsity on the embedding table
+        assert chosen.embedding._target_.endswith("GroupLassoFTRL")
+    assert list(forced) == ["default"] and forced.default._target_ == "torch.optim.Adam"

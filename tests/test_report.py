@@ -35,6 +35,7 @@ def _write_job(job: Path, model: str, dataset: str, seed: int, status: str = "co
     job.mkdir(parents=True)
     data, description = DESCRIPTIONS[dataset]
     metrics = {"model": model, "data": data, "paper_dataset": dataset, "data_description": description,
+               "optimizer": "ftrl" if model == "fm" else "adam",
                "split_sizes": {"train": 1400, "valid": 200, "test": 400}, "seed": seed, "params": 1234,
                "status": status}
     if status == "completed":
@@ -143,6 +144,7 @@ def test_markdown_header_cells_and_footer(setup, tmp_path):
     assert f"Criteo column: {DESCRIPTIONS['criteo'][1]}" in header
     assert f"iPinYou column: {DESCRIPTIONS['ipinyou'][1]}" in header
     assert "Avazu column: no runs" in header
+    assert "**Optimizers**: `adam` for deepfm; `ftrl` for fm" in header
     assert "scale `smoke`" in header and "seeds 0, 1" in header and "2–3 epochs" in header
     assert "not comparable to the paper's in absolute value" in header
 

@@ -104,6 +104,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     metrics: dict[str, Any] = {
         "model": choices.get("model"),
         "data": choices.get("data"),
+        "optimizer": choices.get("optimizer"),
         "paper_row": _paper_row(cfg, choices.get("model")),
         "paper_dataset": cfg.data.paper_dataset,
         "data_description": fm.description,

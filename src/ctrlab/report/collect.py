@@ -18,6 +18,7 @@ SCHEMA: dict[str, type[pl.DataType]] = {
     "model": pl.String,  # the paper row the run fills (its paper_row, else its model config)
     "config": pl.String,  # the model config it ran
     "data": pl.String,
+    "optimizer": pl.String,
     "paper_dataset": pl.String,
     "data_description": pl.String,
     "seed": pl.Int64,

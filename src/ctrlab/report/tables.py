@@ -61,6 +61,7 @@ class ResultTable:
     skipped: tuple[SkippedJob, ...]
     ignored: dict[str, int]  # "model on dataset" of runs outside this table -> count
     configs: tuple[str, ...]  # the model configs whose runs fill the table
+    optimizers: dict[str, tuple[str, ...]]  # optimizer config -> the model configs run with it
 
 
 def _table_metrics(table: PaperTable) -> tuple[str, ...]:
@@ -164,6 +165,8 @@ def build_table(table: PaperTable, collection: Collection, configs_dir: Path, sc
         skipped=collection.skipped,
         ignored={f"{m} on {d}": n for m, d, n in ignored.rows()},
         configs=tuple(sorted(ours["config"].drop_nulls().unique().to_list())),
+        optimizers={opt: tuple(sorted(set(cfgs))) for opt, cfgs in ours.drop_nulls("optimizer")
+                    .group_by("optimizer").agg(pl.col("config")).sort("optimizer").rows()},
     )
 
 
@@ -218,6 +221,9 @@ def _header(result: ResultTable) -> list[str]:
     for dataset, used in result.data.items():
         desc = "no runs" if used is None else f"{used[1]} (`data={used[0]}`)"
         lines.append(f"  - {dataset_name(dataset)} column: {desc}")
+    if result.optimizers:
+        lines.append("- **Optimizers**: " + "; ".join(f"`{opt}` for {', '.join(cfgs)}"
+                                                    for opt, cfgs in result.optimizers.items()))
     lines += [f"- **Note**: {HONESTY_NOTE}", "",
               "ours = mean ± sample std over seeds (n = number of seeds; std only for n > 1); paper = as "
               "printed (bold and \\* as in the paper); Δ = ours − paper (AUC: higher is better, LogLoss: "
