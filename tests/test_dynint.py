@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from ctrlab.models.dynint import DynIntDA, DynIntDGP, DynIntDWP
 from ctrlab.models.fm import FM
@@ -325,8 +325,9 @@ def test_forward_groups_and_gradients(name, tiny_feature_map):
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_model_config_instantiates(name, tiny_feature_map):
-    cfg = OmegaConf.load(ROOT / "configs" / "model" / f"{name}.yaml")
-    cfg.embedding_dim, cfg.num_subspaces = 8, 4  # keep it small; the rest as configured
+    # composed as the training entry point does (the config's defaults list picks the paper's optimizer)
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"model={name}", "model.embedding_dim=8", "model.num_subspaces=4"]).model
     model = instantiate(cfg, _partial_=True)(feature_map=tiny_feature_map)
     assert type(model).__name__ == type(MODELS[name](tiny_feature_map)).__name__
     assert model(random_batch(tiny_feature_map, 3)).shape == (3,)
