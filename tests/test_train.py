@@ -150,3 +150,4 @@ def test_one_optimizer_per_named_parameter_family(tiny_feature_map):
     assert {id(p) for p in by_decay[1e-4].param_groups[0]["params"]} == dense
     single = CTRModule(model, load("adam")).configure_optimizers()
     assert len(single) == 1 and len(single[0].param_groups[0]["params"]) == len(list(model.parameters()))
+    assert type(CTRModule(model, load("adagrad")).configure_optimizers()[0]).__name__ == "Adagrad"
