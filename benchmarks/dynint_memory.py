@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import subprocess
 import sys
 
@@ -31,6 +30,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ctrlab.nn.dynamic import DynamicGeneratedPIN, DynamicWeightedPIN
+from ctrlab.utils import machine_summary
 
 
 class NaiveGeneratedPIN(DynamicGeneratedPIN):
@@ -136,17 +136,6 @@ def peak_rss(name: str, fields: int, args: argparse.Namespace) -> float:
     return json.loads(out.strip().splitlines()[-1])["peak_rss_MB"]
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=1024)
@@ -163,8 +152,7 @@ def main() -> None:
         peak_rss_child(args)
         return
 
-    print(f"machine: {platform.platform()} | CPU: {cpu_name()} ({torch.get_num_threads()} threads) | "
-          f"python {platform.python_version()} | torch {torch.__version__}")
+    print(f"machine: {machine_summary()}")
     b, d = args.batch, args.dim
     print(f"one layer, forward + backward, float32, B={b}, D={d}, h=1, DGP K={args.kernel_size}, "
           f"DWP K={args.rank}, r={args.reduction_ratio}\n")

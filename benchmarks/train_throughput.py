@@ -11,7 +11,6 @@ preprocessing speed on a generated raw Criteo-format file.
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -25,15 +24,9 @@ from hydra.utils import instantiate
 from ctrlab.data.datamodule import BatchLoader, CTRDataModule
 from ctrlab.lit.callbacks import ThroughputMonitor
 from ctrlab.lit.module import CTRModule
+from ctrlab.utils import machine_summary
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return (f"{platform.platform()} | {cpu} | {torch.get_num_threads()} torch threads | torch {torch.__version__} "
-            f"| pytorch-lightning {pl.__version__}")
 
 
 def bare_epoch(model: torch.nn.Module, loader: BatchLoader) -> float:
@@ -66,7 +59,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--criteo-rows", type=int, default=1_000_000, help="0 skips the preprocessing figure")
     args = parser.parse_args()
-    print("machine:", machine())
+    print(f"machine: {machine_summary()} | pytorch-lightning {pl.__version__}")
 
     total = int(args.rows / 0.98) + 1  # 98% train, so that the train split has --rows rows
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):

@@ -16,6 +16,23 @@ import torch
 PACKAGES = ("torch", "pytorch-lightning", "hydra-core", "omegaconf", "torchmetrics", "numpy", "polars", "wandb")
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo; platform.processor() elsewhere, often empty on Linux)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_summary() -> str:
+    """One line for benchmark output: OS, CPU, torch threads, Python and torch versions."""
+    return (f"{platform.platform()} | CPU: {cpu_name()} ({os.cpu_count()} cores, {torch.get_num_threads()} torch "
+            f"threads) | python {platform.python_version()} | torch {torch.__version__}")
+
+
 def environment() -> dict[str, Any]:
     """What a run ran on: interpreter, hardware, package versions, git commit."""
     versions = {}
@@ -35,7 +52,7 @@ def environment() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "machine": platform.machine(),
-        "processor": platform.processor(),
+        "processor": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -45,9 +62,18 @@ def environment() -> dict[str, Any]:
     }
 
 
-def write_json(path: str | Path, obj: Any) -> None:
-    """Write JSON atomically (temp file + rename), so a crash never leaves half a file."""
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write a text file atomically: a temp file in the same folder, then a rename, so a reader or a crash
+    never sees half a file."""
     path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write JSON atomically (see ``write_text_atomic``)."""
+    write_text_atomic(path, json.dumps(obj, indent=2, default=str))

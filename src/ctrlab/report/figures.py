@@ -20,7 +20,8 @@ import polars as pl
 from matplotlib.figure import Figure  # the object API: no pyplot state, no display needed
 
 from ctrlab.report.collect import collect
-from ctrlab.report.tables import HONESTY_NOTE, _write_atomic
+from ctrlab.report.tables import HONESTY_NOTE
+from ctrlab.utils import write_text_atomic
 
 METRICS = (("auc", "AUC"), ("logloss", "LogLoss"))
 
@@ -88,7 +89,7 @@ def write_figure(spec: dict[str, Any], run_dirs: list[Path], out_dir: Path, scal
     out_dir.mkdir(parents=True, exist_ok=True)
     key = spec["key"]
     _plot(spec, table, out_dir / f"{key}.png")
-    _write_atomic(out_dir / f"{key}.csv", table.write_csv())
+    write_text_atomic(out_dir / f"{key}.csv", table.write_csv())
     data = sorted(set(runs["data_description"].drop_nulls().to_list()))
     failed = sum(s.reason == "failed" for s in collection.skipped)
     lines = [f"# {spec['paper']} {key} ({spec['label']}): reproduced", "", f"*{spec['caption']}*", "",
@@ -99,5 +100,5 @@ def write_figure(spec: dict[str, Any], run_dirs: list[Path], out_dir: Path, scal
              f"- **Data**: {'; '.join(data) or 'no runs'}",
              f"- **Note**: {HONESTY_NOTE}", "", f"The plotted numbers are in `{key}.csv`."]
     md = out_dir / f"{key}.md"
-    _write_atomic(md, "\n".join(lines) + "\n")
+    write_text_atomic(md, "\n".join(lines) + "\n")
     return md

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ import polars as pl
 
 from ctrlab.report.collect import Collection, SkippedJob, collect
 from ctrlab.report.paper import PaperTable, dataset_name, get_table, metric_name
+from ctrlab.utils import write_text_atomic
 
 SPLIT = "test"  # the papers print test-set numbers
 RUN_METRICS = ("auc", "logloss")  # what a run measures that a paper table also prints
@@ -281,23 +281,13 @@ def render_csv(result: ResultTable) -> str:
     return buf.getvalue()
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    # temp file in the same folder + rename: a reader never sees half a table
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_table(paper: str, table: str, run_dirs: list[Path], out_dir: Path, configs_dir: Path,
                 scale: str, row_configs: dict[str, str] | None = None) -> Path:
     """Write ``<out_dir>/<table>.md`` and ``.csv`` for a paper table from run folders; return the .md path."""
     result = build_table(get_table(paper, table), collect(run_dirs), configs_dir, scale, row_configs)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out_dir / f"{table}.csv", render_csv(result))
+    write_text_atomic(out_dir / f"{table}.csv", render_csv(result))
     md = out_dir / f"{table}.md"
-    _write_atomic(md, render_markdown(result))
+    write_text_atomic(md, render_markdown(result))
     return md
