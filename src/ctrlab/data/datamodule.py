@@ -82,7 +82,9 @@ class CTRDataModule(pl.LightningDataModule):
         self.splits: dict[str, SplitArrays] = {}
 
     def prepare_data(self) -> None:
-        self.folder = cache.prepare(self.source, self.cache_dir)
+        # train.py prepares before building the model, then fit/validate/test ask again: validate the cache once
+        if self.folder is None:
+            self.folder = cache.prepare(self.source, self.cache_dir)
 
     def setup(self, stage: str | None = None) -> None:
         if self.feature_map is not None:
