@@ -9,10 +9,12 @@ marker or arrays do not match (truncated by hand, copied partially) is detected 
 Layout of one cache folder::
 
     feature_map.json
-    {split}_ids.npy      int32   [N, F]  local ids per field (see schema.py)
-    {split}_values.npy   float32 [N, F]  only when feature_map.has_values
+    {split}_ids.npy      int32   [N, F]        local ids of the scalar fields (see schema.py)
+    {split}_values.npy   float32 [N, F]        only when feature_map.has_values
+    {split}_bags.npy     int32   [N, F_bag, L] only with multi-valued / sequence fields, 0-padded
     {split}_labels.npy   float32 [N]
     _COMPLETE.json       the key, and the byte size of every file above
+    crosses/<hash>/      cross-product features, a layer built on demand (crosses.py)
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ class SplitArrays:
     ids: np.ndarray  # int32 [N, F]
     labels: np.ndarray  # float32 [N]
     values: np.ndarray | None = None  # float32 [N, F]
+    bags: np.ndarray | None = None  # int32 [N, F_bag, L]
+    crosses: np.ndarray | None = None  # int32 [N, P], when a run asks for cross features
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -80,6 +84,8 @@ def _array_files(fm: FeatureMap) -> list[str]:
         names += [f"{split}_ids.npy", f"{split}_labels.npy"]
         if fm.has_values:
             names.append(f"{split}_values.npy")
+        if fm.bag_fields:
+            names.append(f"{split}_bags.npy")
     return names
 
 
@@ -87,9 +93,12 @@ def _check_arrays(folder: Path, fm: FeatureMap) -> None:
     """Raise ValueError unless every array has the shape and dtype the feature map promises."""
     for split in SPLITS:
         n = fm.split_sizes[split]
-        expected = {"ids": ((n, fm.num_fields), np.int32), "labels": ((n,), np.float32)}
+        num_scalar = len(fm.scalar_fields)
+        expected = {"ids": ((n, num_scalar), np.int32), "labels": ((n,), np.float32)}
         if fm.has_values:
-            expected["values"] = ((n, fm.num_fields), np.float32)
+            expected["values"] = ((n, num_scalar), np.float32)
+        if fm.bag_fields:
+            expected["bags"] = ((n, len(fm.bag_fields), fm.bag_len), np.int32)
         for kind, (shape, dtype) in expected.items():
             arr = np.load(folder / f"{split}_{kind}.npy", mmap_mode="r")
             if arr.shape != shape or arr.dtype != dtype:
@@ -154,11 +163,11 @@ def load(folder: str | Path) -> tuple[FeatureMap, dict[str, SplitArrays]]:
     fm = FeatureMap.load(folder / "feature_map.json")
     splits = {}
     for split in SPLITS:
-        values = np.load(folder / f"{split}_values.npy", mmap_mode="r") if fm.has_values else None
         splits[split] = SplitArrays(
             ids=np.load(folder / f"{split}_ids.npy", mmap_mode="r"),
             labels=np.load(folder / f"{split}_labels.npy", mmap_mode="r"),
-            values=values,
+            values=np.load(folder / f"{split}_values.npy", mmap_mode="r") if fm.has_values else None,
+            bags=np.load(folder / f"{split}_bags.npy", mmap_mode="r") if fm.bag_fields else None,
         )
     return fm, splits
 
@@ -169,3 +178,5 @@ def save_split(out_dir: Path, split: str, arrays: SplitArrays) -> None:
     np.save(out_dir / f"{split}_labels.npy", np.ascontiguousarray(arrays.labels, dtype=np.float32))
     if arrays.values is not None:
         np.save(out_dir / f"{split}_values.npy", np.ascontiguousarray(arrays.values, dtype=np.float32))
+    if arrays.bags is not None:
+        np.save(out_dir / f"{split}_bags.npy", np.ascontiguousarray(arrays.bags, dtype=np.int32))

@@ -18,7 +18,10 @@ from ctrlab.data import cache
 from ctrlab.data.cache import DatasetSource, SplitArrays
 from ctrlab.data.schema import FeatureMap
 
-Batch = dict[str, torch.Tensor]  # ids [B, F] int64, label [B] float32, values [B, F] float32 (optional)
+# ids [B, F] int64, label [B] float32; optional: values [B, F] float32 (numeric fields),
+# bag_ids [B, F_bag, L] int64 + bag_lengths [B, F_bag] int64 (multi-valued / sequence fields, 0-padded),
+# cross_ids [B, P] int64 (cross-product features)
+Batch = dict[str, torch.Tensor]
 
 
 class BatchLoader:
@@ -61,6 +64,11 @@ class BatchLoader:
         }
         if a.values is not None:
             out["values"] = torch.from_numpy(np.array(a.values[rows], dtype=np.float32))
+        if a.bags is not None:
+            bags = torch.from_numpy(np.asarray(a.bags[rows], dtype=np.int64))
+            out["bag_ids"], out["bag_lengths"] = bags, (bags != 0).sum(dim=-1)
+        if a.crosses is not None:
+            out["cross_ids"] = torch.from_numpy(np.asarray(a.crosses[rows], dtype=np.int64))
         return out
 
 
