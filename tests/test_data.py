@@ -9,8 +9,11 @@ import pytest
 import torch
 
 from ctrlab.data import cache
+from ctrlab.data.cache import SplitArrays
 from ctrlab.data.datamodule import BatchLoader, CTRDataModule
+from ctrlab.data.schema import FeatureMap, Field
 from ctrlab.data.synthetic import threshold_encode
+from ctrlab.nn.embedding import FeatureEmbedding
 from tests.helpers import synthetic_source
 
 
@@ -90,3 +93,47 @@ def test_datamodule_prepares_and_serves_splits(tmp_path):
     assert dm.feature_map.num_fields == 6
     assert sum(len(b["label"]) for b in dm.test_dataloader()) == 400
     assert len(dm.val_dataloader()) == 1
+
+
+def bag_feature_map():
+    fields = [
+        Field("item", 10),
+        Field("user", 5),
+        Field("hist_item", 10, kind="sequence", max_len=4, shares="item"),
+        Field("genre", 6, kind="multi", max_len=3),
+    ]
+    return FeatureMap("bags", fields, {"train": 3, "valid": 1, "test": 1})
+
+
+def test_bag_fields_come_last_and_share_only_known_fields():
+    fm = bag_feature_map()
+    assert [f.name for f in fm.bag_fields] == ["hist_item", "genre"] and fm.bag_len == 4
+    assert fm.offsets.tolist() == [0, 10, 0, 15] and fm.total_vocab == 21  # hist_item reuses item's rows
+    with pytest.raises(ValueError, match="bag field 'genre' must come after every scalar field"):
+        FeatureMap("bad", [Field("genre", 6, kind="multi", max_len=3), Field("item", 10)], {})
+    with pytest.raises(ValueError, match="shares unknown or sharing field 'film'"):
+        FeatureMap("bad", [Field("item", 10), Field("hist", 10, "sequence", 4, shares="film")], {})
+
+
+def test_bags_round_trip_through_the_cache_and_pool_to_their_mean(tmp_path):
+    fm = bag_feature_map()
+    bags = np.array([[[2, 3, 0, 0], [1, 4, 5, 0]], [[0, 0, 0, 0], [2, 0, 0, 0]], [[9, 9, 9, 9], [0, 0, 0, 0]]])
+    for split, rows in {"train": slice(0, 3), "valid": slice(0, 1), "test": slice(2, 3)}.items():
+        arrays = SplitArrays(ids=np.array([[2, 1], [3, 4], [9, 0]])[rows], labels=np.zeros(3)[rows], bags=bags[rows])
+        cache.save_split(tmp_path, split, arrays)
+    fm.save(tmp_path / "feature_map.json")
+    cache._check_arrays(tmp_path, fm)
+    _, splits = cache.load(tmp_path)
+    batch = BatchLoader(splits["train"], 3, shuffle=False).batch(slice(None))
+    assert batch["bag_ids"].shape == (3, 2, 4) and batch["bag_lengths"].tolist() == [[2, 3], [0, 1], [4, 0]]
+
+    emb = FeatureEmbedding(fm, dim=3, init_std=1.0)
+    out, w = emb(batch), emb.table.weight  # [B, 4, D]
+    assert out.shape == (3, 4, 3)
+    torch.testing.assert_close(out[0, 2], (w[2] + w[3]) / 2)  # history items use the item field's rows
+    torch.testing.assert_close(out[0, 3], (w[15 + 1] + w[15 + 4] + w[15 + 5]) / 3)
+    torch.testing.assert_close(out[1, 2], torch.zeros(3))  # an empty bag pools to zeros
+    torch.testing.assert_close(out[2, 0], w[9])
+    per_position = emb.bag_embeddings(batch)  # [B, F_bag, L, D]
+    torch.testing.assert_close(per_position[0, 1, 1], w[15 + 4])
+    torch.testing.assert_close(per_position[0, 1, 3], torch.zeros(3))

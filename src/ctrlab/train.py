@@ -19,6 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
+from ctrlab.data.crosses import CrossSpec
 from ctrlab.data.datamodule import CTRDataModule
 from ctrlab.lit.callbacks import ThroughputMonitor
 from ctrlab.lit.module import CTRModule, NonFiniteLossError
@@ -40,8 +41,9 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"config key `{err.full_key}` cannot be resolved: {err.msg}") from None
     if missing:
         keys = ", ".join(f"`{k}`" for k in missing)
-        raise ConfigError(f"config key(s) {keys} required but not set; pass them on the command line, "
-                          f"e.g. `{missing[0]}=...`")
+        raise ConfigError(
+            f"config key(s) {keys} required but not set; pass them on the command line, e.g. `{missing[0]}=...`"
+        )
 
 
 def _choices() -> dict[str, Any]:
@@ -74,6 +76,15 @@ def _loggers(cfg: DictConfig, output_dir: Path) -> list[Any]:
     return loggers
 
 
+def _cross_spec(cfg: DictConfig) -> CrossSpec | None:
+    """``data.crosses`` when a run asks for cross-product features (e.g. model=poly2), else None."""
+    crosses = cfg.data.get("crosses")
+    if crosses is None or not crosses.enabled:
+        return None
+    pairs = crosses.pairs if isinstance(crosses.pairs, str) else OmegaConf.to_container(crosses.pairs)
+    return CrossSpec(pairs=pairs, min_count=crosses.min_count)
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train, validate and test one model; returns the metrics written to ``metrics.json``."""
     check_config(cfg)
@@ -90,6 +101,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         batch_size=cfg.data.batch_size,
         eval_batch_size=cfg.data.eval_batch_size,
         seed=cfg.seed,
+        crosses=_cross_spec(cfg),
     )
     datamodule.prepare_data()
     datamodule.setup()
@@ -130,11 +142,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         metrics.update(train_time_s=throughput.train_time_s, samples_per_s=throughput.samples_per_s)
 
     ckpt = "best" if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.best_model_path else None
-    metrics.update({k: float(v) for k, v in trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt,
-                                                              verbose=False)[0].items()})
+    metrics.update(
+        {
+            k: float(v)
+            for k, v in trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0].items()
+        }
+    )
     if cfg.get("test"):
-        metrics.update({k: float(v) for k, v in trainer.test(module, datamodule=datamodule, ckpt_path=ckpt,
-                                                              verbose=False)[0].items()})
+        metrics.update(
+            {
+                k: float(v)
+                for k, v in trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0].items()
+            }
+        )
     metrics["best_checkpoint"] = trainer.checkpoint_callback.best_model_path if ckpt else None
     metrics["status"] = "completed"
     if trainer.is_global_zero:
@@ -155,8 +175,16 @@ def main(cfg: DictConfig) -> float | None:
         failed = Path(cfg.paths.output_dir) / "metrics.json"
         if not failed.exists():
             choices = _choices()
-            write_json(failed, {"model": choices.get("model"), "data": choices.get("data"), "seed": cfg.get("seed"),
-                                "status": "failed", "error": f"{type(err).__name__}: {err}"})
+            write_json(
+                failed,
+                {
+                    "model": choices.get("model"),
+                    "data": choices.get("data"),
+                    "seed": cfg.get("seed"),
+                    "status": "failed",
+                    "error": f"{type(err).__name__}: {err}",
+                },
+            )
         return None
     return metrics.get(cfg.get("optimized_metric") or "val/auc")  # for hyper-parameter sweepers
 

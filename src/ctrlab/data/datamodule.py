@@ -16,6 +16,7 @@ import torch
 
 from ctrlab.data import cache
 from ctrlab.data.cache import DatasetSource, SplitArrays
+from ctrlab.data.crosses import CrossSpec, attach_crosses, prepare_crosses
 from ctrlab.data.schema import FeatureMap
 
 # ids [B, F] int64, label [B] float32; optional: values [B, F] float32 (numeric fields),
@@ -80,12 +81,15 @@ class CTRDataModule(pl.LightningDataModule):
         batch_size: int,
         eval_batch_size: int,
         seed: int,
+        crosses: CrossSpec | None = None,
     ) -> None:
         super().__init__()
         self.source = source
+        self.crosses = crosses
         self.cache_dir = cache_dir
         self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
         self.folder: Path | None = None
+        self.cross_folder: Path | None = None
         self.feature_map: FeatureMap | None = None
         self.splits: dict[str, SplitArrays] = {}
 
@@ -93,6 +97,8 @@ class CTRDataModule(pl.LightningDataModule):
         # train.py prepares before building the model, then fit/validate/test ask again: validate the cache once
         if self.folder is None:
             self.folder = cache.prepare(self.source, self.cache_dir)
+            if self.crosses is not None:
+                self.cross_folder = prepare_crosses(self.folder, self.crosses)
 
     def setup(self, stage: str | None = None) -> None:
         if self.feature_map is not None:
@@ -100,6 +106,8 @@ class CTRDataModule(pl.LightningDataModule):
         if self.folder is None:  # on DDP ranks other than 0, prepare_data did not run here
             self.prepare_data()
         self.feature_map, self.splits = cache.load(self.folder)
+        if self.cross_folder is not None:
+            attach_crosses(self.cross_folder, self.feature_map, self.splits)
 
     def _loader(self, split: str, train: bool) -> BatchLoader:
         trainer = self.trainer  # None outside a Trainer (e.g. in tests)

@@ -109,7 +109,7 @@ class FeatureMap:
         own = np.array([0 if f.shares else f.vocab_size for f in self.fields], dtype=np.int64)
         starts = np.concatenate([[0], np.cumsum(own)[:-1]]).astype(np.int64)
         index = {f.name: i for i, f in enumerate(self.fields)}
-        return np.array([starts[index[f.shares]] if f.shares else s for f, s in zip(self.fields, starts)])
+        return np.array([starts[index[f.shares]] if f.shares else s for f, s in zip(self.fields, starts, strict=True)])
 
     @property
     def total_vocab(self) -> int:

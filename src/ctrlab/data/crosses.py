@@ -1,0 +1,221 @@
+"""Cross-product (memorized) features: one extra id column per pair of categorical fields.
+
+Poly2 learns a weight per cross value and OptInter a memorized embedding per cross value; both need the
+pair ``(x_a, x_b)`` encoded as one id with its own vocabulary. The crosses are a layer on top of any prepared
+cache, built on demand into ``<cache folder>/crosses/<hash>/`` (the hash covers the pairs and ``min_count``),
+so switching them on never rebuilds the base arrays::
+
+    crosses.json           the pairs (field indices) and one Field per cross (its vocab size)
+    {split}_crosses.npy    int32 [N, P]
+    _COMPLETE.json         as for the base cache
+
+Choices (docs/decisions.md):
+    * Pairs are formed from the *categorical* fields only (``pairs: all`` = every pair of them). Numeric fields
+      (OptInter's min-max scaled Criteo counts) have no values to memorize; OptInter's own code crosses the
+      26 categorical Criteo fields (325 pairs) and the 24 Avazu fields (276).
+    * A cross is formed from the *encoded* ids of its two fields, so a rare value already folded into its
+      field's OOV id crosses as OOV, and missing (id 0) crosses like any other value.
+    * The cross values seen at least ``min_count`` times in the train split get ids ``1..K`` (ascending code
+      order); every other value, and any first seen in valid/test, gets the OOV id ``K + 1``. Id 0 is unused
+      but keeps the layout of ``schema.Field``. ``min_count`` is per recipe: OptInter states 20 on Criteo;
+      on Avazu it is not stated (its code uses 1), our avazu configs use the field threshold, 5.
+
+Memory: the train ids of the fields in a pair (read column by column, 4 bytes a row each) plus one pair's codes
+and counts at a time; the output is written in row chunks, so it never has to fit in memory (full Criteo's
+325 crosses are ~60 GB on disk).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ctrlab.data.cache import MARKER, SplitArrays, key_hash
+from ctrlab.data.schema import SPLITS, FeatureMap, Field
+
+log = logging.getLogger(__name__)
+
+CROSSES_VERSION = 1
+_BINCOUNT_MAX = 1 << 24  # a pair's code space up to this size is counted with bincount, larger ones by sorting
+_CHUNK_ROWS = 1 << 18
+
+
+@dataclass(frozen=True)
+class CrossSpec:
+    """Which pairs to cross and their threshold: ``data.crosses`` in the data configs."""
+
+    pairs: str | Sequence[Sequence[str]]  # "all" (every pair of categorical fields) or [[name_a, name_b], ...]
+    min_count: int
+
+    def resolve(self, fm: FeatureMap) -> list[tuple[int, int]]:
+        """The pairs as indices into ``fm.fields`` (scalar fields come first, so also ``ids`` columns)."""
+        categorical = [i for i, f in enumerate(fm.fields) if f.kind == "categorical"]
+        if self.pairs == "all":
+            return list(combinations(categorical, 2))
+        if isinstance(self.pairs, str):
+            raise ValueError(f"data.crosses.pairs = {self.pairs!r}: use 'all' or a list of [field, field] pairs")
+        index = {fm.fields[i].name: i for i in categorical}
+        out = []
+        for pair in self.pairs:
+            unknown = [n for n in pair if n not in index]
+            if len(pair) != 2 or unknown or pair[0] == pair[1]:
+                raise ValueError(
+                    f"data.crosses.pairs: {list(pair)} is not a pair of two categorical fields of "
+                    f"{fm.dataset} (allowed: {sorted(index)})"
+                )
+            a, b = sorted(index[n] for n in pair)
+            out.append((a, b))
+        return sorted(set(out))
+
+    def key(self, fm: FeatureMap) -> dict[str, Any]:
+        return {"version": CROSSES_VERSION, "pairs": self.resolve(fm), "min_count": int(self.min_count)}
+
+
+def _column(ids: np.ndarray, j: int) -> np.ndarray:
+    """Column ``j`` of a row-major [N, F] memory map, read in row chunks. int32 [N]"""
+    out = np.empty(len(ids), dtype=np.int32)
+    for lo in range(0, len(ids), _CHUNK_ROWS * 4):
+        out[lo : lo + _CHUNK_ROWS * 4] = ids[lo : lo + _CHUNK_ROWS * 4, j]
+    return out
+
+
+def _kept_codes(
+    train_ids: np.ndarray, pairs: list[tuple[int, int]], vocab: np.ndarray, min_count: int
+) -> list[np.ndarray]:
+    """Per pair, the codes ``id_a * V_b + id_b`` seen at least ``min_count`` times in train, ascending."""
+    columns: dict[int, np.ndarray] = {}
+    kept = []
+    for n, (a, b) in enumerate(pairs):  # one pair at a time bounds memory; build time, not a hot path
+        for j in (a, b):
+            if j not in columns:
+                columns[j] = _column(train_ids, j)
+        codes = columns[a].astype(np.int64) * vocab[b] + columns[b]  # [N_train]
+        space = int(vocab[a] * vocab[b])
+        if space <= _BINCOUNT_MAX:
+            kept.append(np.flatnonzero(np.bincount(codes, minlength=space) >= min_count))
+        else:
+            values, counts = np.unique(codes, return_counts=True)
+            kept.append(values[counts >= min_count])
+        if all(p[0] > a for p in pairs[n + 1 :]):  # pairs are sorted: column a is no longer needed
+            columns.pop(a, None)
+    return kept
+
+
+def build_crosses(
+    base: Path, fm: FeatureMap, spec: CrossSpec, out_dir: Path
+) -> tuple[list[Field], list[tuple[int, int]]]:
+    """Write ``{split}_crosses.npy`` for the cache in ``base`` into ``out_dir``; return the cross fields."""
+    pairs = spec.resolve(fm)
+    if not pairs:
+        raise ValueError(f"data.crosses: {fm.dataset} has fewer than two categorical fields to cross")
+    start = time.perf_counter()
+    vocab = np.array([f.vocab_size for f in fm.fields], dtype=np.int64)
+    a = np.array([p[0] for p in pairs])
+    b = np.array([p[1] for p in pairs])
+    spaces = vocab[a] * vocab[b]  # [P]
+    if spaces.sum() >= 1 << 62:
+        raise ValueError(f"{fm.dataset}: the crosses' code space ({spaces.sum():.3g}) overflows int64")
+    base_code = np.concatenate([[0], np.cumsum(spaces)[:-1]])  # [P] makes codes unique across pairs
+
+    train_ids = np.load(base / "train_ids.npy", mmap_mode="r")
+    kept = _kept_codes(train_ids, pairs, vocab, spec.min_count)
+    sizes = np.array([len(k) for k in kept], dtype=np.int64)  # K_p
+    all_kept = np.concatenate([k + base_code[p] for p, k in enumerate(kept)])  # ascending: bases increase
+    first = np.concatenate([[0], np.cumsum(sizes)[:-1]])  # [P] where pair p's kept codes start
+
+    for split in SPLITS:
+        ids = np.load(base / f"{split}_ids.npy", mmap_mode="r")
+        out = np.lib.format.open_memmap(out_dir / f"{split}_crosses.npy", "w+", np.int32, (len(ids), len(pairs)))
+        for lo in range(0, len(ids), _CHUNK_ROWS):
+            chunk = np.asarray(ids[lo : lo + _CHUNK_ROWS], dtype=np.int64)  # [n, F]
+            codes = chunk[:, a] * vocab[b] + chunk[:, b] + base_code  # [n, P]
+            at = np.searchsorted(all_kept, codes)  # [n, P]
+            found = (
+                all_kept[np.minimum(at, len(all_kept) - 1)] == codes if len(all_kept) else np.zeros_like(codes, bool)
+            )
+            out[lo : lo + len(chunk)] = np.where(found, at - first + 1, sizes + 1)
+        out.flush()
+        del out
+    log.info(
+        "%s: %d crosses (min_count %d) built in %.1fs, %d kept values",
+        fm.dataset,
+        len(pairs),
+        spec.min_count,
+        time.perf_counter() - start,
+        int(sizes.sum()),
+    )
+    names = [f.name for f in fm.fields]
+    fields = [Field(f"{names[i]}x{names[j]}", int(k) + 2) for (i, j), k in zip(pairs, sizes, strict=True)]
+    return fields, pairs
+
+
+def _valid(folder: Path, key: dict[str, Any], fm: FeatureMap) -> bool:
+    marker = folder / MARKER
+    if not marker.exists():
+        return False
+    try:
+        meta = json.loads(marker.read_text())
+        if meta["key_hash"] != key_hash(key):
+            return False
+        for name, size in meta["sizes"].items():
+            if (folder / name).stat().st_size != size:
+                return False
+        num_pairs = len(json.loads((folder / "crosses.json").read_text())["pairs"])
+        for split in SPLITS:
+            arr = np.load(folder / f"{split}_crosses.npy", mmap_mode="r")
+            if arr.shape != (fm.split_sizes[split], num_pairs) or arr.dtype != np.int32:
+                return False
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
+        log.warning("crosses %s are unusable (%s); they will be rebuilt", folder, err)
+        return False
+    return True
+
+
+def prepare_crosses(base: Path, spec: CrossSpec) -> Path:
+    """Return the folder of the crosses ``spec`` asks for on the cache ``base``, building it if needed
+    (atomically, like ``cache.prepare``)."""
+    fm = FeatureMap.load(base / "feature_map.json")
+    key = spec.key(fm)
+    folder = base / "crosses" / key_hash(key)
+    if _valid(folder, key, fm):
+        return folder
+    folder.parent.mkdir(exist_ok=True)
+    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        fields, pairs = build_crosses(base, fm, spec, tmp)
+        meta = {"pairs": [list(p) for p in pairs], "fields": [f.__dict__ for f in fields], "min_count": spec.min_count}
+        (tmp / "crosses.json").write_text(json.dumps(meta, indent=2))
+        names = ["crosses.json", *[f"{s}_crosses.npy" for s in SPLITS]]
+        sizes = {n: (tmp / n).stat().st_size for n in names}
+        (tmp / MARKER).write_text(json.dumps({"key_hash": key_hash(key), "sizes": sizes}, indent=2))
+        if folder.exists():
+            shutil.rmtree(folder)
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process finished the same crosses first
+            if not _valid(folder, key, fm):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def attach_crosses(folder: Path, fm: FeatureMap, splits: dict[str, SplitArrays]) -> None:
+    """Memory-map the crosses in ``folder`` into ``splits`` and record them in ``fm``."""
+    meta = json.loads((folder / "crosses.json").read_text())
+    fm.cross_fields = [Field(**f) for f in meta["fields"]]
+    fm.cross_pairs = [tuple(p) for p in meta["pairs"]]
+    for split, arrays in splits.items():
+        arrays.crosses = np.load(folder / f"{split}_crosses.npy", mmap_mode="r")
