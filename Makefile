@@ -15,7 +15,7 @@ export PYTHONUNBUFFERED := 1
 export WANDB_MODE ?= offline
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-full lint train reproduce-table-1 reproduce-dynint-table-2 reproduce-dynint-table-3 reproduce-dynint-table-4 reproduce-dynint-all benchmark clean
+.PHONY: help install test test-full lint train reproduce-table-1 reproduce-dynint-table-2 reproduce-dynint-table-3 reproduce-dynint-table-4 reproduce-dynint-all benchmark benchmark-preprocess clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-22s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ reproduce-dynint-all: $(DYNINT_ALL) ## every DynInt table and figure, one after 
 
 benchmark: $(STAMP) ## training throughput: ctrlab vs a bare PyTorch loop
 	$(PY) benchmarks/train_throughput.py
+
+benchmark-preprocess: $(STAMP) ## Criteo recipes + crosses on a generated 5M-row raw file: rows/s, peak memory
+	$(PY) benchmarks/preprocess.py
 
 clean: ## remove caches and run outputs (keeps .venv)
 	rm -rf logs/* .cache .pytest_cache .ruff_cache results/*/*.tmp

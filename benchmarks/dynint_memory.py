@@ -129,9 +129,24 @@ def peak_rss_child(args: argparse.Namespace) -> None:
 
 
 def peak_rss(name: str, fields: int, args: argparse.Namespace) -> float:
-    cmd = [sys.executable, __file__, "--child", name, "--child-fields", str(fields),
-           "--batch", str(args.batch), "--dim", str(args.dim), "--kernel-size", str(args.kernel_size),
-           "--rank", str(args.rank), "--reduction-ratio", str(args.reduction_ratio)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        name,
+        "--child-fields",
+        str(fields),
+        "--batch",
+        str(args.batch),
+        "--dim",
+        str(args.dim),
+        "--kernel-size",
+        str(args.kernel_size),
+        "--rank",
+        str(args.rank),
+        "--reduction-ratio",
+        str(args.reduction_ratio),
+    ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])["peak_rss_MB"]
 
@@ -154,8 +169,10 @@ def main() -> None:
 
     print(f"machine: {machine_summary()}")
     b, d = args.batch, args.dim
-    print(f"one layer, forward + backward, float32, B={b}, D={d}, h=1, DGP K={args.kernel_size}, "
-          f"DWP K={args.rank}, r={args.reduction_ratio}\n")
+    print(
+        f"one layer, forward + backward, float32, B={b}, D={d}, h=1, DGP K={args.kernel_size}, "
+        f"DWP K={args.rank}, r={args.reduction_ratio}\n"
+    )
     header = f"{'layer':<10} {'F':>4} {'saved MB':>9} {'largest tensor':>15} {'peak RSS MB':>12}  sizes"
     print(header)
     print("-" * len(header))
@@ -177,8 +194,7 @@ def main() -> None:
         for name in LAYERS:
             a, z = results[name, lo], results[name, hi]
             growth = [z[key] / a[key] for key in ("saved_MB", "largest", "peak_rss_MB")]
-            print(f"  {name:<10} saved x{growth[0]:.1f}   largest x{growth[1]:.1f}   "
-                  f"peak RSS x{growth[2]:.1f}")
+            print(f"  {name:<10} saved x{growth[0]:.1f}   largest x{growth[1]:.1f}   peak RSS x{growth[2]:.1f}")
 
 
 if __name__ == "__main__":

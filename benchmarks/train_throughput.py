@@ -2,10 +2,10 @@
 
 DeepFM (embedding 16, MLP 400-400-400, Adam) for one epoch over 500k synthetic Criteo-shaped rows, batch
 4096. Each path runs ``--repeats`` times, alternating, and the best epoch of each is compared (the machine's
-other load only ever slows a run down). Target: ctrlab >= 0.9x the bare loop. Then the Criteo recipes'
-preprocessing speed on a generated raw Criteo-format file.
+other load only ever slows a run down). Target: ctrlab >= 0.9x the bare loop. (Preprocessing speed:
+benchmarks/preprocess.py.)
 
-    .venv/bin/python benchmarks/train_throughput.py [--rows 500000] [--repeats 2] [--criteo-rows 1000000]
+    .venv/bin/python benchmarks/train_throughput.py [--rows 500000] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -46,9 +46,18 @@ def bare_epoch(model: torch.nn.Module, loader: BatchLoader) -> float:
 def lightning_epoch(model: torch.nn.Module, datamodule: CTRDataModule, optimizer_cfg) -> float:
     """ctrlab's path: CTRModule + Trainer + CTRDataModule (no validation, no checkpoint). Returns samples/s."""
     monitor = ThroughputMonitor()
-    trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=1, limit_val_batches=0, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         callbacks=[monitor], num_sanity_val_steps=0)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[monitor],
+        num_sanity_val_steps=0,
+    )
     trainer.fit(CTRModule(model, optimizer_cfg), datamodule=datamodule)
     return monitor.samples_per_s
 
@@ -57,20 +66,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=500_000, help="training rows")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--criteo-rows", type=int, default=1_000_000, help="0 skips the preprocessing figure")
     args = parser.parse_args()
     print(f"machine: {machine_summary()} | pytorch-lightning {pl.__version__}")
 
     total = int(args.rows / 0.98) + 1  # 98% train, so that the train split has --rows rows
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=["model=deepfm", "data=synthetic_criteo", f"data.num_rows={total}",
-                                          "data.source.split=[0.98,0.01,0.01]"])
+        cfg = compose(
+            "train",
+            overrides=[
+                "model=deepfm",
+                "data=synthetic_criteo",
+                f"data.num_rows={total}",
+                "data.source.split=[0.98,0.01,0.01]",
+            ],
+        )
     with tempfile.TemporaryDirectory() as tmp:
         dm = CTRDataModule(instantiate(cfg.data.source), tmp, cfg.data.batch_size, cfg.data.eval_batch_size, seed=0)
         dm.prepare_data()
         dm.setup()
-        print(f"data: {dm.feature_map.description}; train rows {dm.feature_map.split_sizes['train']:,}; "
-              f"batch {cfg.data.batch_size}; model {cfg.model._target_} {list(cfg.model.mlp_hidden)}")
+        print(
+            f"data: {dm.feature_map.description}; train rows {dm.feature_map.split_sizes['train']:,}; "
+            f"batch {cfg.data.batch_size}; model {cfg.model._target_} {list(cfg.model.mlp_hidden)}"
+        )
         results: dict[str, list[float]] = {"bare": [], "ctrlab": []}
         for r in range(args.repeats):
             for path in ("bare", "ctrlab"):
@@ -86,14 +103,6 @@ def main() -> None:
     print(f"bare PyTorch loop : {bare:10,.0f} samples/s (best of {args.repeats})")
     print(f"ctrlab (Lightning): {ours:10,.0f} samples/s (best of {args.repeats})")
     print(f"ratio ctrlab/bare : {ours / bare:.3f}  (target >= 0.9)")
-
-    if args.criteo_rows:
-        from ctrlab.data.rawgen import benchmark_recipe
-
-        with tempfile.TemporaryDirectory() as tmp:
-            for recipe in ("dynint", "optinter"):
-                res = benchmark_recipe(recipe, args.criteo_rows, Path(tmp) / recipe)
-                print(f"criteo recipe {recipe:8s}: {res}")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,9 @@ log = logging.getLogger(__name__)
 
 CROSSES_VERSION = 1
 _BINCOUNT_MAX = 1 << 24  # a pair's code space up to this size is counted with bincount, larger ones by sorting
-_CHUNK_ROWS = 1 << 18
+_CHUNK_ROWS = 1 << 18  # rows of a column read
+_CHUNK_CELLS = 1 << 25  # rows x pairs encoded at a time (an int32 buffer of 128 MB)
+_TABLE_MAX = 1 << 18  # code spaces up to this size are encoded through a direct table (1 MB each at most)
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,20 @@ def _kept_codes(
     return kept
 
 
+def _lookup_table(kept: np.ndarray, space: int) -> np.ndarray:
+    """code -> cross id for every code of a small space: kept codes 1..K, the rest K + 1. int32 [space]"""
+    table = np.full(space, len(kept) + 1, dtype=np.int32)
+    table[kept] = np.arange(1, len(kept) + 1, dtype=np.int32)
+    return table
+
+
+def _search(kept: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """codes -> cross ids by binary search in the ascending kept codes (OOV K + 1). int32 [n]"""
+    at = np.searchsorted(kept, codes)  # [n]
+    hit = kept.take(at, mode="clip") == codes if len(kept) else np.zeros(len(codes), dtype=bool)
+    return np.where(hit, at + 1, len(kept) + 1).astype(np.int32)
+
+
 def build_crosses(
     base: Path, fm: FeatureMap, spec: CrossSpec, out_dir: Path
 ) -> tuple[list[Field], list[tuple[int, int]]]:
@@ -122,28 +138,24 @@ def build_crosses(
     vocab = np.array([f.vocab_size for f in fm.fields], dtype=np.int64)
     a = np.array([p[0] for p in pairs])
     b = np.array([p[1] for p in pairs])
-    spaces = vocab[a] * vocab[b]  # [P]
-    if spaces.sum() >= 1 << 62:
-        raise ValueError(f"{fm.dataset}: the crosses' code space ({spaces.sum():.3g}) overflows int64")
-    base_code = np.concatenate([[0], np.cumsum(spaces)[:-1]])  # [P] makes codes unique across pairs
-
+    spaces = vocab[a] * vocab[b]  # [P] codes id_a * V_b + id_b; int32 ids keep them below 2^62
     train_ids = np.load(base / "train_ids.npy", mmap_mode="r")
     kept = _kept_codes(train_ids, pairs, vocab, spec.min_count)
     sizes = np.array([len(k) for k in kept], dtype=np.int64)  # K_p
-    all_kept = np.concatenate([k + base_code[p] for p, k in enumerate(kept)])  # ascending: bases increase
-    first = np.concatenate([[0], np.cumsum(sizes)[:-1]])  # [P] where pair p's kept codes start
+    # a small code space gets a direct table code -> id; a large one is looked up by binary search
+    tables = [_lookup_table(k, int(s)) if s <= _TABLE_MAX else None for k, s in zip(kept, spaces, strict=True)]
 
     for split in SPLITS:
         ids = np.load(base / f"{split}_ids.npy", mmap_mode="r")
         out = np.lib.format.open_memmap(out_dir / f"{split}_crosses.npy", "w+", np.int32, (len(ids), len(pairs)))
-        for lo in range(0, len(ids), _CHUNK_ROWS):
-            chunk = np.asarray(ids[lo : lo + _CHUNK_ROWS], dtype=np.int64)  # [n, F]
-            codes = chunk[:, a] * vocab[b] + chunk[:, b] + base_code  # [n, P]
-            at = np.searchsorted(all_kept, codes)  # [n, P]
-            found = (
-                all_kept[np.minimum(at, len(all_kept) - 1)] == codes if len(all_kept) else np.zeros_like(codes, bool)
-            )
-            out[lo : lo + len(chunk)] = np.where(found, at - first + 1, sizes + 1)
+        step = max(1, _CHUNK_CELLS // len(pairs))
+        for lo in range(0, len(ids), step):
+            columns = np.ascontiguousarray(ids[lo : lo + step].T, dtype=np.int64)  # [F, n]
+            encoded = np.empty((len(pairs), columns.shape[1]), dtype=np.int32)  # [P, n]
+            for p, (i, j) in enumerate(pairs):  # per pair: its lookup stays in cache (build time)
+                codes = columns[i] * vocab[j] + columns[j]  # [n]
+                encoded[p] = tables[p][codes] if tables[p] is not None else _search(kept[p], codes)
+            out[lo : lo + columns.shape[1]] = encoded.T
         out.flush()
         del out
     log.info(

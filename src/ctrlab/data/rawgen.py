@@ -6,7 +6,8 @@ long-tailed 8-hex categorical values (so that ``min_count`` makes OOV ids) and ~
 the features (so that a model can learn something). None of it comes from the real data.
 
 ``benchmark_recipe`` times a ``CriteoSource`` build end to end (parse, count, encode, write the cache) on
-such a file and reports rows/s and the build's peak resident memory.
+such a file, then optionally the cross-product layer on top of it (``crosses.py``), and reports rows/s and
+the peak resident memory of each.
 """
 
 from __future__ import annotations
@@ -66,12 +67,7 @@ def _chunk(num_rows: int, seed: int, index: int, params: dict[str, np.ndarray]) 
 
     ints = []
     for f in range(NUM_INT):  # a loop over the 13 + 26 fields, not over rows
-        v = (
-            np.floor(np.exp(rng.normal(params["int_mu"][f], params["int_sigma"][f], num_rows))).astype(
-                np.int64
-            )
-            - 1
-        )
+        v = np.floor(np.exp(rng.normal(params["int_mu"][f], params["int_sigma"][f], num_rows))).astype(np.int64) - 1
         if f == 1:  # like Criteo's I2: a few small negative counts
             v = np.where(rng.random(num_rows) < 0.08, -rng.integers(1, 4, num_rows), v)
         if f == 4:  # like Criteo's I5: very large counts
@@ -85,9 +81,7 @@ def _chunk(num_rows: int, seed: int, index: int, params: dict[str, np.ndarray]) 
         rank = np.floor(np.exp(rng.random(num_rows) * np.log(vocab + 1.0))).astype(np.int64) - 1  # ~ 1/(r+1)
         missing = rng.random(num_rows) < params["cat_missing"][f]
         # a fixed pseudo-random effect per value: the same hex value always pushes the click rate one way
-        effect = (
-            (_mix(rank, 7919 * f + seed).astype(np.float64) / 2.0**32 - 0.5) * 2.0 * params["cat_weight"][f]
-        )
+        effect = (_mix(rank, 7919 * f + seed).astype(np.float64) / 2.0**32 - 0.5) * 2.0 * params["cat_weight"][f]
         logit += np.where(missing, 0.0, effect)
         cols[f"C{f + 1}"] = _hex8(_mix(rank, f + 31 * seed)).scatter(np.flatnonzero(missing), None)
     # ~25% clicks: the bias that gives mean sigmoid(b + z) = 0.25 for z ~ N(0, s^2) (probit approximation)
@@ -125,9 +119,18 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _build_and_measure(recipe: str, path: str, cache_root: str, queue: Any) -> None:
-    """Child process body: build one cache with the recipe's config file (configs/data/criteo*.yaml) and
-    report time and memory. A fresh process, so the peak RSS is the build's own, not the file writer's."""
+def _reset_peak_rss() -> None:
+    """Restart the VmHWM high-water mark (Linux >= 4.0), so the next phase's peak is its own."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _build_and_measure(recipe: str, path: str, cache_root: str, crosses: bool, queue: Any) -> None:
+    """Child process body: build one cache with the recipe's config file (configs/data/criteo*.yaml), then
+    its crosses (``data.crosses``), and report time and memory. A fresh process, so the peak RSS is the
+    build's own, not the file writer's."""
     import logging
 
     from hydra import compose, initialize_config_dir
@@ -135,6 +138,7 @@ def _build_and_measure(recipe: str, path: str, cache_root: str, queue: Any) -> N
     from hydra.utils import instantiate
 
     from ctrlab.data import cache
+    from ctrlab.data.crosses import CrossSpec, prepare_crosses
 
     logging.basicConfig(level=logging.WARNING)
     data = {"dynint": "criteo", "optinter": "criteo_optinter"}[recipe]
@@ -147,24 +151,34 @@ def _build_and_measure(recipe: str, path: str, cache_root: str, queue: Any) -> N
     folder = cache.prepare(source, cache_root)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     fm = cache.load(folder)[0]
-    queue.put(
-        {
-            "seconds": seconds,
-            "cpu_s": cpu,
-            "peak_rss_mb": _peak_rss_mb(),
-            "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "baseline_rss_mb": baseline,
-            "chunk_rows": source.chunk_rows,
-            "split_sizes": fm.split_sizes,
-            "total_vocab": fm.total_vocab,
-        }
-    )
+    result = {
+        "seconds": seconds,
+        "cpu_s": cpu,
+        "peak_rss_mb": _peak_rss_mb(),
+        "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "baseline_rss_mb": baseline,
+        "chunk_rows": source.chunk_rows,
+        "split_sizes": fm.split_sizes,
+        "total_vocab": fm.total_vocab,
+    }
+    if crosses:
+        spec = CrossSpec(pairs=cfg.data.crosses.pairs, min_count=cfg.data.crosses.min_count)
+        _reset_peak_rss()
+        t0 = time.perf_counter()
+        cross_folder = prepare_crosses(folder, spec)
+        result["crosses_s"] = time.perf_counter() - t0
+        result["crosses_peak_rss_mb"] = _peak_rss_mb()
+        result["num_crosses"] = len(spec.resolve(fm))
+        result["crosses_gb"] = sum(f.stat().st_size for f in cross_folder.glob("*.npy")) / 2**30
+    queue.put(result)
 
 
-def benchmark_recipe(recipe: str, num_rows: int, workdir: Path, seed: int = 0) -> dict[str, Any]:
+def benchmark_recipe(recipe: str, num_rows: int, workdir: Path, seed: int = 0, crosses: bool = False) -> dict[str, Any]:
     """Generate a ``num_rows`` Criteo-like file in ``workdir`` (kept and reused across calls), build the
     ``recipe`` cache from scratch (configs/data/criteo.yaml or criteo_optinter.yaml) in a fresh process and
-    return its throughput and peak memory.
+    return its throughput and peak memory; with ``crosses``, build the recipe's cross features too and add
+    ``crosses_s``, ``crosses_peak_rss_mb`` (the crosses' own peak where Linux can reset it), ``num_crosses`` and
+    ``crosses_gb`` (their size on disk).
 
     Returns ``{"recipe", "num_rows", "file_mb", "generate_s", "build_s", "rows_per_s", "cpu_s",
     "peak_rss_mb", "baseline_rss_mb", "chunk_rows", ...}``: ``build_s`` is wall time of the whole build
@@ -184,7 +198,7 @@ def benchmark_recipe(recipe: str, num_rows: int, workdir: Path, seed: int = 0) -
     shutil.rmtree(cache_root, ignore_errors=True)  # time a build, never a cache hit
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_build_and_measure, args=(recipe, str(raw), str(cache_root), queue))
+    proc = ctx.Process(target=_build_and_measure, args=(recipe, str(raw), str(cache_root), crosses, queue))
     proc.start()
     while True:  # a child that dies (out of memory, say) never answers: don't wait for it forever
         try:
