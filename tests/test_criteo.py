@@ -16,9 +16,10 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
 from ctrlab.data import cache
-from ctrlab.data.criteo import COLUMNS, FIELDS, INT_FIELDS, CriteoSource, count_lines, line_chunks
+from ctrlab.data.criteo import COLUMNS, FIELDS, INT_FIELDS, CriteoSource
 from ctrlab.data.rawgen import write_criteo_like
 from ctrlab.data.schema import SPLITS
+from ctrlab.data.tabular import count_lines, line_chunks
 from ctrlab.models.deepfm import DeepFM
 from tests.helpers import ROOT, SHARED_DATA, fit_and_auc
 
