@@ -220,3 +220,24 @@ def test_sweep_table_pools_the_models_of_each_row(tmp_path: Path, setup):
     assert other["status"] == "not run"
     text = md.read_text()
     assert "`dynint_da`, `dynint_dgp`, `dynint_dwp`" in text and "Rows are values of `num_layers`" in text
+
+
+def test_grid_search_points_are_chosen_on_validation_never_on_test(tmp_path):
+    """Point A has the better val AUC, point B the better test AUC: the table must report A."""
+    multirun = tmp_path / "multiruns" / "search"
+    # (search point, seed) -> (val AUC, test AUC)
+    grid = {("depth=1", 0): (0.70, 0.90), ("depth=1", 1): (0.71, 0.91),
+            ("depth=2", 0): (0.80, 0.60), ("depth=2", 1): (0.79, 0.62)}
+    for num, ((point, seed), (val, test)) in enumerate(grid.items()):
+        _write_job(multirun / str(num), "deepfm", "criteo", seed, auc=test, logloss=0.5)
+        metrics = json.loads((multirun / str(num) / "metrics.json").read_text())
+        metrics |= {"search_point": point, "val/auc": val}
+        (multirun / str(num) / "metrics.json").write_text(json.dumps(metrics))
+    (multirun / "multirun.yaml").write_text("hydra: {}\n")
+    configs = tmp_path / "configs"
+    (configs / "model").mkdir(parents=True)
+    (configs / "model" / "deepfm.yaml").write_text("{}\n")
+    md = write_table("dynint", "table1", [multirun], tmp_path / "out", configs, "paper")
+    cell = _csv(md.with_suffix(".csv"))["deepfm", "criteo", "auc"]
+    assert float(cell["ours_mean"]) == pytest.approx(0.61) and cell["n"] == "2"
+    assert "deepfm on criteo: `depth=2` (val/auc 0.7950, best of 2)" in md.read_text()

@@ -31,7 +31,8 @@ def experiment_spec(experiment: str) -> dict:
     spec = yaml.safe_load((CONFIGS / "experiment" / f"{experiment}.yaml").read_text())
     if "report" not in spec:
         raise SystemExit(f"configs/experiment/{experiment}.yaml has no `report:` block (paper, key, kind)")
-    return {"kind": "table", **spec["report"], "row_configs": spec.get("paper_row_configs") or {}}
+    return {"kind": "table", **spec["report"], "row_configs": spec.get("paper_row_configs") or {},
+            "search_spaces": spec.get("search_spaces") or {}}
 
 
 def implemented_models(paper: str, table: str, row_configs: dict[str, str]) -> list[str]:
@@ -51,6 +52,20 @@ def write_report(spec: dict, run_dirs: list[Path], scale: str) -> Path:
     return write_table(spec["paper"], spec["key"], run_dirs, out_dir, CONFIGS, scale, spec["row_configs"])
 
 
+def _sweeps(spec: dict, models: str | None, scale: str) -> dict[str, list[str]]:
+    """The multiruns to launch, by folder name -> their overrides: one for the whole experiment, except at
+    ``scale=paper`` where each model with a search space (the experiment's ``search_spaces``) runs its own
+    grid (``search=<space>``); the report then keeps each model's best point on val/auc."""
+    model_list = models.split(",") if models else []
+    spaces = spec["search_spaces"] if scale == "paper" else {}
+    searched = [m for m in model_list if m in spaces]
+    rest = [m for m in model_list if m not in spaces]
+    sweeps = {m.replace("/", "_"): [f"model={m}", f"search={spaces[m]}"] for m in searched}
+    if rest or not model_list:
+        sweeps["all"] = [f"model={','.join(rest)}"] if rest else []
+    return sweeps
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiment", choices=EXPERIMENTS)
@@ -64,19 +79,19 @@ def main(argv: list[str] | None = None) -> int:
     models = args.models
     if models is None and spec["kind"] == "table":  # a sweep names its models in the experiment file
         models = ",".join(implemented_models(spec["paper"], spec["key"], spec["row_configs"]))
-    sweep_dir = ROOT / "logs" / args.experiment.replace("/", "_") / "multiruns" / time.strftime("%Y-%m-%d_%H-%M-%S")
-    cmd = [
-        sys.executable, "-m", "ctrlab.train", "-m",
-        f"experiment={args.experiment}", f"scale={args.scale}", f"hydra.sweep.dir={sweep_dir}",
-        *([f"model={models}"] if models else []),
-        *([f"data={args.data}"] if args.data else []),
-        *overrides,
-    ]
-    print("running:", " ".join(cmd), flush=True)
-    code = subprocess.call(cmd, cwd=ROOT)
-    if code != 0:
-        print(f"the multirun exited with {code}; writing the report from the runs that finished", flush=True)
-    md = write_report(spec, [sweep_dir], args.scale)
+    root = ROOT / "logs" / args.experiment.replace("/", "_") / "multiruns" / time.strftime("%Y-%m-%d_%H-%M-%S")
+    common = [f"experiment={args.experiment}", f"scale={args.scale}", *([f"data={args.data}"] if args.data else [])]
+    sweeps = _sweeps(spec, models, args.scale)
+    codes = []
+    for name, sweep in sweeps.items():
+        cmd = [sys.executable, "-m", "ctrlab.train", "-m", *common, f"hydra.sweep.dir={root / name}", *sweep,
+               *overrides]
+        print("running:", " ".join(cmd), flush=True)
+        codes.append(subprocess.call(cmd, cwd=ROOT))
+        if codes[-1] != 0:
+            print(f"the multirun exited with {codes[-1]}; the report uses the runs that finished", flush=True)
+    code = max(codes)
+    md = write_report(spec, [root / name for name in sweeps], args.scale)
     print(md.read_text())
     print(f"written: {md} and {md.with_suffix('.csv')}")
     return code
