@@ -16,16 +16,18 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
 from ctrlab.data import cache
-from ctrlab.data.criteo import COLUMNS, FIELDS, INT_FIELDS, CriteoSource
+from ctrlab.data.criteo import COLUMNS, FIELDS, INT_FIELDS, CriteoSource, count_positive_lines
 from ctrlab.data.rawgen import write_criteo_like
 from ctrlab.data.schema import SPLITS
-from ctrlab.data.tabular import count_lines, line_chunks
+from ctrlab.data.tabular import count_lines, line_chunks, line_uniforms, open_text
 from ctrlab.models.deepfm import DeepFM
 from tests.helpers import ROOT, SHARED_DATA, fit_and_auc
 
 SAMPLE = SHARED_DATA / "criteo_sample" / "train.txt"
 DYNINT = dict(split=[0.7, 0.1, 0.2], valid_fraction_of_train=None, numeric_transform="log_squared")
 OPTINTER = dict(split=[0.8, 0.2], valid_fraction_of_train=0.1, numeric_transform=None)
+AIM = dict(split=[0.8, 0.2], valid_fraction_of_train=0.1, numeric_transform="equal_frequency")
+RECIPE = {"dynint": DYNINT, "dpn": DYNINT, "optinter": OPTINTER, "aim": AIM}
 
 
 def source(path: Path, recipe: str = "dynint", **overrides) -> CriteoSource:
@@ -38,7 +40,7 @@ def source(path: Path, recipe: str = "dynint", **overrides) -> CriteoSource:
         on_bad_line="error",
         chunk_rows=16,
         seed=0,
-        **(DYNINT if recipe == "dynint" else OPTINTER),
+        **RECIPE.get(recipe, DYNINT),
     )
     cfg.update(overrides)
     return CriteoSource(**cfg)
@@ -170,9 +172,7 @@ def test_optinter_clips_values_outside_the_train_range(tmp_path):
 # --------------------------------------------------------------------------------------------- reference
 
 
-def reference(
-    path: Path, recipe: str, min_count: int, seed: int
-) -> tuple[dict[str, dict[str, np.ndarray]], list]:
+def reference(path: Path, recipe: str, min_count: int, seed: int) -> tuple[dict[str, dict[str, np.ndarray]], list]:
     """The recipes written plainly, row by row, over the whole file in memory (slow; test sizes only).
     Returns the arrays of each split and the vocabulary sizes."""
     rows = [s.split("\t") for s in path.read_text().splitlines()]
@@ -204,9 +204,7 @@ def reference(
     for j, f in enumerate(FIELDS):
         numeric = recipe == "optinter" and f in INT_FIELDS
         seen = [tokens[r][j] for r in train if tokens[r][j] is not None]
-        vocab = {
-            v: k + 1 for k, v in enumerate(sorted(v for v, c in Counter(seen).items() if c >= min_count))
-        }
+        vocab = {v: k + 1 for k, v in enumerate(sorted(v for v, c in Counter(seen).items() if c >= min_count))}
         lo, hi = (min(seen), max(seen)) if seen else (0, 0)
         vocab_sizes.append(3 if numeric else len(vocab) + 2)
         for r in range(n):
@@ -326,12 +324,10 @@ def test_config_errors_name_the_key(tmp_path):
         cache.prepare(source(tmp_path / "missing.txt"), tmp_path / "c")
     path = write(tmp_path / "t.txt", [GOOD])
     with pytest.raises(
-        ValueError, match=r"data\.source\.recipe = 'deepfm' is not one of \['dynint', 'optinter'\]"
+        ValueError, match=r"data\.source\.recipe = 'deepfm' is not one of \['dynint', 'optinter', 'aim', 'dpn'\]"
     ):
         source(path, recipe="deepfm")
-    with pytest.raises(
-        ValueError, match=r"data\.source\.on_bad_line = 'warn' is not one of \['error', 'skip'\]"
-    ):
+    with pytest.raises(ValueError, match=r"data\.source\.on_bad_line = 'warn' is not one of \['error', 'skip'\]"):
         source(path, on_bad_line="warn")
     with pytest.raises(ValueError, match="data=criteo_optinter"):
         source(path, recipe="optinter", split=[0.7, 0.1, 0.2])
@@ -359,9 +355,7 @@ def test_hydra_configs_build_the_source(tmp_path):
             ("criteo", "dynint", [0.7, 0.1, 0.2]),
             ("criteo_optinter", "optinter", [0.8, 0.2]),
         ]:
-            cfg = compose(
-                "train", overrides=[f"data={name}", "data.num_rows=100", f"data.source.path={tmp_path}/x"]
-            )
+            cfg = compose("train", overrides=[f"data={name}", "data.num_rows=100", f"data.source.path={tmp_path}/x"])
             src = instantiate(cfg.data.source)
             assert isinstance(src, CriteoSource) and src.cfg["recipe"] == recipe and src.cfg["split"] == split
             assert src.cfg["num_rows"] == 100 and src.cfg["min_count"] == 20
@@ -378,6 +372,151 @@ def test_write_criteo_like_has_the_quirks(tmp_path):
     assert max(int(c) for r in ints for c in r if c) > 10**5
     cats = [c for r in rows for c in r[14:]]
     assert "" in cats and all(len(c) in (0, 8) for c in cats)
+
+
+# --------------------------------------------------------------------------------------------- dpn
+
+
+def test_dpn_is_dynints_transform_with_its_own_split(tmp_path):
+    """dpn buckets numeric fields like dynint: with dynint's split the arrays are the same bytes; with its own
+    7:2:1 the split sizes follow."""
+    path = write_criteo_like(tmp_path / "raw.txt", 1000, seed=4)
+    a = cache.prepare(source(path, "dynint", min_count=3, chunk_rows=300), tmp_path / "a")
+    b = cache.prepare(source(path, "dpn", min_count=3, chunk_rows=300), tmp_path / "b")
+    for name in sorted(p.name for p in a.glob("*.npy")):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    fm, _ = build(source(path, "dpn", split=[0.7, 0.2, 0.1], min_count=10), tmp_path / "c")
+    assert fm.split_sizes == {"train": 700, "valid": 200, "test": 100}
+    assert fm.description == "Criteo raw.txt (all 1,000 rows), dpn recipe"
+
+
+# --------------------------------------------------------------------------------------------- aim
+
+
+def write_days(folder: Path, days: dict[int, list[str]]) -> Path:
+    folder.mkdir()
+    for day, lines in days.items():
+        write(folder / f"day_{day}", lines)
+    return folder
+
+
+def day_lines(day: int, n: int, clicks: list[int]) -> list[str]:
+    """``n`` lines of one day: C1 ``d<day>_<i>`` names the line, I1 counts up, labels cycle ``clicks``."""
+    return [line(str(clicks[i % len(clicks)]), {"I1": str(i)}, {"C1": f"d{day}_{i:04d}"}) for i in range(n)]
+
+
+AIM_DAYS = dict(train_days=[6, 7, 8], test_day=9, negative_downsampling=None, min_count=1)
+AIM_BALANCED = AIM_DAYS | dict(train_days=[6, 7], test_day=8, negative_downsampling="balance")
+
+
+def test_aim_day_files_split_by_day(tmp_path):
+    """Days 6-8 are train + valid (valid a random 25% of their lines), day 9 is the test split in file
+    order; a day file that is not named stays out."""
+    days = {d: day_lines(d, 40 + d, [1, 0, 0, 1, 0]) for d in (6, 7, 8, 9)}
+    days[10] = day_lines(10, 30, [1])
+    folder = write_days(tmp_path / "days", days)
+    fm, splits = build(source(folder, "aim", valid_fraction_of_train=0.25, **AIM_DAYS), tmp_path / "c")
+    n_train_valid = 46 + 47 + 48
+    assert fm.split_sizes == {"train": n_train_valid - 35, "valid": 35, "test": 49}
+    assert splits["test"].labels.tolist() == [float([1, 0, 0, 1, 0][i % 5]) for i in range(49)]  # file order
+    c1 = FIELDS.index("C1")
+    assert fm.fields[c1].vocab_size == n_train_valid - 35 + 2  # one kept value per train line
+    assert sorted(splits["train"].ids[:, c1].tolist()) == list(range(1, n_train_valid - 35 + 1))
+    for s in ("valid", "test"):  # their C1 values are never seen in train
+        assert (splits[s].ids[:, c1] == fm.fields[c1].oov_id).all()
+    assert fm.extra["files"] == ["day_6", "day_7", "day_8", "day_9"] and fm.extra["lines_downsampled"] == 0
+    assert fm.description == "Criteo 1TB logs days/: days [6, 7, 8] train+valid, day 9 test (all 190 rows), aim recipe"
+    fm, splits = build(source(folder, "aim", valid_fraction_of_train=0.25, num_rows=10, **AIM_DAYS), tmp_path / "d")
+    assert fm.split_sizes == {"train": 22, "valid": 8, "test": 10} and fm.description.endswith(
+        "(40 rows, at most 10 a day), aim recipe"
+    )
+
+
+def test_aim_balance_downsamples_negatives_per_file(tmp_path):
+    """Every positive is kept; a negative is kept when its line's hash draw is below positives / negatives
+    of its file; the draws do not depend on the chunking."""
+    days = {6: day_lines(6, 300, [1, 0, 0, 0, 0]), 7: day_lines(7, 200, [1, 0]), 8: day_lines(8, 250, [1, 0, 0, 0])}
+    folder = write_days(tmp_path / "days", days)
+    src = source(
+        folder, "aim", **(AIM_DAYS | {"train_days": [6, 7], "test_day": 8, "negative_downsampling": "balance"})
+    )
+    fm, splits = build(src, tmp_path / "a")
+    rates = {"day_6": 60 / 240, "day_7": 1.0, "day_8": 63 / 187}
+    assert fm.extra["negative_keep_rate"] == pytest.approx(rates)
+    expected_kept, first = 0, 0
+    for (day, lines), rate in zip(days.items(), rates.values(), strict=True):
+        labels = np.array([int(s[0]) for s in lines])
+        draws = line_uniforms(0, first, len(lines))
+        kept = (labels == 1) | (draws < rate)
+        expected_kept += int(kept.sum())
+        if day == 8:
+            assert splits["test"].labels.tolist() == labels[kept].astype(float).tolist()
+        first += len(lines)
+    assert sum(fm.split_sizes.values()) == expected_kept == 750 - fm.extra["lines_downsampled"]
+    labels = np.concatenate([splits[s].labels for s in SPLITS])
+    assert labels.sum() == 60 + 100 + 63 and 0.4 < labels.mean() < 0.6  # every positive; ~50% overall
+    again = cache.prepare(source(folder, "aim", chunk_rows=1000, **AIM_BALANCED), tmp_path / "b")
+    first_folder = cache.prepare(src, tmp_path / "a")
+    for name in sorted(p.name for p in first_folder.glob("*.npy")):
+        assert (first_folder / name).read_bytes() == (again / name).read_bytes(), name
+
+
+def test_count_positive_lines_reads_the_label_column(tmp_path):
+    path = write(tmp_path / "t.txt", [line("1"), line("0"), "", "1", "10\tx", line("1"), line("0")])
+    assert count_positive_lines(open_text(path, header=False, max_lines=None)) == 2
+    assert count_positive_lines(open_text(path, header=False, max_lines=1)) == 1
+
+
+def test_aim_equal_frequency_buckets(tmp_path):
+    """I1 = the line's index, 125 lines, buckets of min_count = 10 train rows: the 90 train values in
+    ascending order fill 9 buckets of 10; a valid/test value falls in the bucket of its range (no OOV)."""
+    n = 125
+    path = write(tmp_path / "t.txt", [line(str(i % 2), {"I1": str(i), "I2": "5"}) for i in range(n)])
+    fm, splits = build(source(path, "aim", min_count=10, negative_downsampling=None), tmp_path / "c")
+    assert fm.split_sizes == {"train": 90, "valid": 10, "test": 25}
+    assert fm.vocab_sizes[:2] == [9 + 2, 1 + 2]  # buckets + missing + OOV; I2 has one value: one bucket
+    perm = np.random.default_rng(0).permutation(n)  # row k of train, valid, test is line perm[k], [90 + k], ...
+    ends = np.sort(perm[:90])[9:80:10]  # the largest value of buckets 1..8; bucket 9 takes the rest
+    for s, lines in [("train", perm[:90]), ("valid", perm[90:100]), ("test", perm[100:])]:
+        assert splits[s].ids[:, 0].tolist() == (1 + np.searchsorted(ends, lines, side="left")).tolist(), s
+    assert np.bincount(splits["train"].ids[:, 0]).tolist() == [0] + [10] * 9
+    assert fm.extra["numeric_transform"] == "equal_frequency"
+
+
+def test_aim_kaggle_fallback_and_config_errors(tmp_path):
+    path = write_criteo_like(tmp_path / "raw.txt", 1000, seed=2)
+    fm, _ = build(source(path, "aim", negative_downsampling=None, chunk_rows=300), tmp_path / "a")
+    assert fm.split_sizes == {"train": 720, "valid": 80, "test": 200} and fm.extra["lines_downsampled"] == 0
+    assert fm.description == "Criteo raw.txt (all 1,000 rows), aim recipe"
+    with pytest.raises(ValueError, match="train_days and data.source.test_day are set together"):
+        source(path, "aim", train_days=[6])
+    with pytest.raises(ValueError, match="must be non-empty and leave out test_day = 7"):
+        source(path, "aim", train_days=[6, 7], test_day=7)
+    with pytest.raises(ValueError, match="recipe dynint reads one file without sampling"):
+        source(path, "dynint", negative_downsampling="balance")
+    with pytest.raises(ValueError, match=r"negative_downsampling = 'half' is not one of \[None, 'balance'\]"):
+        source(path, "aim", negative_downsampling="half")
+    with pytest.raises(ValueError, match=r"numeric_transform = None is not one of"):
+        source(path, "aim", numeric_transform=None)
+    folder = write_days(tmp_path / "days", {6: [GOOD], 7: [GOOD]})
+    with pytest.raises(ValueError, match="is a folder: day files are read by recipe aim"):
+        cache.prepare(source(folder, "dynint"), tmp_path / "c")
+    with pytest.raises(FileNotFoundError, match=r"day_8 is not a file"):
+        cache.prepare(source(folder, "aim", train_days=[6, 7], test_day=8), tmp_path / "c")
+
+
+def test_aim_and_dpn_configs(tmp_path):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        aim = instantiate(compose("train", overrides=["data=criteo_aim", f"data.source.path={tmp_path}"]).data.source)
+        dpn = instantiate(compose("train", overrides=["data=criteo_dpn", f"data.source.path={tmp_path}/x"]).data.source)
+    assert (
+        aim.cfg["recipe"] == "aim" and aim.cfg["train_days"] == [6, 7, 8, 9, 10, 11, 12] and aim.cfg["test_day"] == 13
+    )
+    assert aim.cfg["numeric_transform"] == "equal_frequency" and aim.cfg["negative_downsampling"] == "balance"
+    assert aim.cfg["min_count"] == 20 and aim.cfg["split"] == [0.8, 0.2] and aim.by_day  # tmp_path is a folder
+    assert dpn.cfg["recipe"] == "dpn" and dpn.cfg["split"] == [0.7, 0.2, 0.1] and dpn.cfg["min_count"] == 10
+    assert "train_days" not in dpn.cfg  # the recipes without days keep their old cache keys
 
 
 # --------------------------------------------------------------------------------------------- real sample
@@ -403,9 +542,7 @@ def test_real_sample_builds(tmp_path, recipe):
         assert splits[s].ids.shape == (fm.split_sizes[s], 39)
         assert (splits[s].ids >= 0).all() and (splits[s].ids < np.array(fm.vocab_sizes)).all()
     train = splits["train"].ids
-    assert (train[:, 13:] == 0).any() and (
-        train[:, 13:] == np.array(fm.vocab_sizes[13:]) - 1
-    ).any()  # missing, OOV
+    assert (train[:, 13:] == 0).any() and (train[:, 13:] == np.array(fm.vocab_sizes[13:]) - 1).any()  # missing, OOV
     if recipe == "optinter":
         assert fm.has_values and (splits["train"].values[:, :13].max(axis=0) == 1.0).all()
     assert fm.description == f"Criteo train.txt (all 8,000 rows), {recipe} recipe"
@@ -414,13 +551,9 @@ def test_real_sample_builds(tmp_path, recipe):
 @needs_sample
 def test_deepfm_learns_on_the_real_sample(tmp_path):
     fm, splits = build(source(SAMPLE, min_count=20, chunk_rows=8000, seed=2022), tmp_path / "c")
-    model = DeepFM(
-        fm, embedding_dim=8, embedding_init_std=1e-4, mlp_hidden=[64, 64], mlp_dropout=0.0, mlp_norm="none"
-    )
+    model = DeepFM(fm, embedding_dim=8, embedding_init_std=1e-4, mlp_hidden=[64, 64], mlp_dropout=0.0, mlp_norm="none")
     threads = torch.get_num_threads()
-    torch.set_num_threads(
-        1
-    )  # a model this small trains fastest on one thread, and a busy machine can't slow it 10x
+    torch.set_num_threads(1)  # a model this small trains fastest on one thread, and a busy machine can't slow it 10x
     try:
         auc = fit_and_auc(model, splits, epochs=2, lr=3e-3, batch_size=256)
     finally:
@@ -435,3 +568,17 @@ def test_benchmark_recipe_reports_speed_and_memory(tmp_path):
     result = benchmark_recipe("optinter", 5000, tmp_path)
     assert result["split_sizes"] == {"train": 3600, "valid": 400, "test": 1000}
     assert result["rows_per_s"] > 0 and result["peak_rss_mb"] > result["baseline_rss_mb"] > 0
+
+
+@needs_sample
+def test_real_sample_aim_balanced(tmp_path):
+    src = source(SAMPLE, "aim", min_count=20, negative_downsampling="balance", chunk_rows=3000, seed=2022)
+    fm, splits = build(src, tmp_path / "c")
+    labels = np.concatenate([splits[s].labels for s in SPLITS])
+    assert labels.sum() == round(0.216 * 8000) and abs(labels.mean() - 0.5) < 0.03
+    assert fm.extra["lines_downsampled"] == 8000 - len(labels)
+    for j in range(13):  # I1..I13 in equal-frequency buckets: >= 20 train rows each but the last, no OOV
+        buckets = fm.vocab_sizes[j] - 2
+        counts = np.bincount(splits["train"].ids[:, j], minlength=buckets + 1)
+        assert len(counts) == buckets + 1 and (counts[1:buckets] >= 20).all() and counts[buckets] > 0, FIELDS[j]
+    assert fm.vocab_sizes[4] > 50  # I5 has many distinct counts

@@ -1,8 +1,10 @@
-"""Criteo Kaggle ``train.txt``: the format's parser and the two papers' preprocessing recipes.
+"""Criteo click logs: the format's parser and four papers' preprocessing recipes.
 
 Raw format: one example per line, 40 tab-separated columns, no header: ``label`` (0/1), ``I1..I13``
 (integer counts, may be empty or negative), ``C1..C26`` (hashed categorical values, may be empty). The 39
-fields keep their raw names ``I1..I13, C1..C26``, in that order.
+fields keep their raw names ``I1..I13, C1..C26``, in that order. The Kaggle ``train.txt`` (45.8M lines, 7
+days) is one such file; the Criteo 1TB logs are 24 such files ``day_0 .. day_23`` (uncompressed; the
+columns' order and hashing differ from Kaggle's, the format does not).
 
 Recipes (``recipe``), each the paper's own protocol where the paper states one:
 
@@ -29,10 +31,43 @@ Recipes (``recipe``), each the paper's own protocol where the paper states one:
     * Split: 80% train+valid / 20% test (the paper); valid is ``valid_fraction_of_train`` of the 80% (the
       paper does not say how much; 0.1 in configs/data/criteo_optinter.yaml).
 
-Both: rows are written to the cache in permutation order, so the train rows are already shuffled.
-``num_rows`` keeps only the first N lines of the file (smoke runs). Within a field, kept values get ids
-1..V in ascending order of the value (numbers for bucketed numeric fields, strings for C fields), so the
-output does not depend on ``chunk_rows``, which is therefore not part of the cache key.
+``aim`` (AIM §4.1.1, which follows the PIN/AutoFIS processing)
+    * Data: the 1TB logs, days 6-12 for train + valid and day 13 for test: ``path`` a folder holding
+      ``day_<k>`` files, ``train_days: [6, ..., 12]``, ``test_day: 13``; valid is a random
+      ``valid_fraction_of_train`` (0.1; not stated) of the train days' lines. With ``path`` one file (the
+      Kaggle ``train.txt`` fallback) the split is random: ``split: [0.8, 0.2]`` as for AIM's Avazu, valid
+      again ``valid_fraction_of_train`` of the 80%. ``train_days``/``test_day`` are used with a folder only,
+      ``split`` with a file only.
+    * Numeric fields: AIM says only that numeric features are bucketed. Its data come from the PIN group's
+      set (github.com/Atomu2014/Ads-RecSys-Datasets: "discretized by equal-size buckets", long-tail
+      categories "appearing less than 20 times" removed, negatives down-sampled to ~50% positives; AIM's
+      Table 1: 1e8 rows, 39 fields, 50% positives). That code walks a field's sorted values and closes a
+      bucket once it holds more than the threshold of rows: ``numeric_transform: equal_frequency`` does
+      that on the train split with ``min_count`` rows a bucket (the last bucket takes the remainder; any
+      value falls in the bucket of its range, so there is no OOV; missing stays id 0, where that code
+      sorted it in as -1). ``log_squared`` / ``log_of_square`` (bucketed as in ``dynint``) are allowed too.
+    * Categorical fields: ``min_count`` 20 (the same set's threshold).
+    * ``negative_downsampling: balance`` (the default of criteo_aim.yaml) keeps every positive and each
+      negative with probability positives / negatives of its file (so ~50% positives, as in AIM's Table 1;
+      that set down-sampled every day, test day included). The draws are a hash of (``seed``, line), so
+      they do not depend on the chunking; the rate of each file is counted in an extra read of its labels.
+      ``null`` keeps every line. Dropped lines leave the split like skipped malformed ones
+      (``extra["lines_downsampled"]``).
+
+``dpn`` (DPN App. B, which takes AFN's setting, which takes AutoInt's preprocessing)
+    * DPN: "categorical and dense features are hashed to sparse one-hot features", so the numeric fields
+      are bucketed and categorical, with AutoInt's transform (``log_squared``, as in ``dynint``; AutoInt
+      applies ``int(ln(v)^2)`` for ``v > 2``). AFN's code clips feature values to [0.001, 1], which rules
+      out AutoInt's raw scaled numeric values.
+    * ``min_count: 10``: AutoInt's Criteo threshold (no threshold is printed by DPN or AFN; AFN's 2.09M
+      Criteo features suggest a lower one than the ~1.0M that 10 gives, which we cannot pin down).
+    * Split: 7:2:1 train/valid/test as printed (``split: [0.7, 0.2, 0.1]``).
+
+All: rows are written to the cache in permutation order, so the train rows are already shuffled (the test
+day's rows keep their file order). ``num_rows`` keeps only the first N lines of each file (smoke runs).
+Within a field, kept values get ids 1..V in ascending order of the value (numbers for bucketed numeric
+fields, strings for C fields), so the output does not depend on ``chunk_rows``, which is therefore not part
+of the cache key.
 
 Malformed lines (a column count other than 40, a label other than 0/1, an I-value that is not an
 integer, a NUL byte) stop the build with a ``ValueError`` naming the file, the 1-based line number and the
@@ -43,25 +78,29 @@ moves another line to another split. C-values are opaque strings (not checked to
 Streaming in bounded memory (DESIGN §3) through ``ctrlab.data.tabular``, which this module feeds with the
 parser and the recipe's fields: lines are read ``chunk_rows`` at a time as one string column and split at
 the tabs. Memory: one chunk's frames (~3 KB a line) + the train value counts (tens of millions of distinct
-values on full Criteo: a few GB) + the split positions (4 bytes a line).
+values on full Criteo: a few GB) + the split positions (4 bytes a line read, 8 while they are drawn: 6-12
+GB for the ~1.5e9 lines of days 6-13 of the 1TB logs, down-sampled or not).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from ctrlab.data import tabular
 from ctrlab.data.cache import file_fingerprint
 from ctrlab.data.schema import FeatureMap
-from ctrlab.data.tabular import Categorical, FieldSpec, MinMax, ParsedChunk, check_choice
+from ctrlab.data.tabular import Categorical, EqualFrequency, FieldSpec, MinMax, ParsedChunk, TextFile, check_choice
 
 RECIPE_VERSION = 1
-RECIPES = ("dynint", "optinter")
-NUMERIC_TRANSFORMS = ("log_squared", "log_of_square")
+RECIPES = ("dynint", "optinter", "aim", "dpn")
+NUMERIC_TRANSFORMS = ("log_squared", "log_of_square")  # bucketed, then categorical
+AIM_NUMERIC_TRANSFORMS = (*NUMERIC_TRANSFORMS, "equal_frequency")
+NEGATIVE_DOWNSAMPLING = (None, "balance")
 INT_FIELDS = [f"I{i}" for i in range(1, 14)]
 CAT_FIELDS = [f"C{i}" for i in range(1, 27)]
 FIELDS = INT_FIELDS + CAT_FIELDS
@@ -121,16 +160,42 @@ def bucketed(field: str, transform: str) -> pl.Expr:
     return pl.when(pl.col(field) > 2).then(bucket.floor().cast(pl.Int64) + 2).otherwise(pl.col(field))
 
 
+def count_positive_lines(file: TextFile) -> int:
+    """Lines of ``file`` whose label is 1 (the line starts with ``1<TAB>``), from the raw bytes."""
+    n = 0
+    for _, _, data in tabular.line_chunks(file.path, 1 << 18, file.lines, file.start):
+        buf = np.frombuffer(data, dtype=np.uint8)
+        starts = np.concatenate([[0], np.flatnonzero(buf[:-1] == 10) + 1])
+        n += int(np.count_nonzero((buf[starts] == ord("1")) & (buf[np.minimum(starts + 1, len(buf) - 1)] == 9)))
+    return n
+
+
+def day_split(train: list[TextFile], test: TextFile, valid_fraction: float, seed: int) -> tabular.SplitPlan:
+    """The train days' lines (in file order, then the test day's): a seeded permutation of the train days
+    cut into train | valid (``valid_fraction`` of them), then the test day in file order."""
+    n_train_valid = sum(f.lines for f in train)
+    first = tabular.seeded_positions(n_train_valid, seed)
+    n = n_train_valid + test.lines
+    dtype = first.dtype if n < 2**32 else np.int64
+    pos = np.concatenate([first.astype(dtype, copy=False), np.arange(n_train_valid, n, dtype=dtype)])
+    n_valid = round(valid_fraction * n_train_valid)
+    bounds = [0, n_train_valid - n_valid, n_train_valid, n]
+    return tabular.SplitPlan(pos, np.array(bounds, dtype=np.int64))
+
+
 # --------------------------------------------------------------------------------------------- source
 
 
 class CriteoSource:
-    """The Criteo Kaggle ``train.txt`` with one of two recipes; see the module docstring.
+    """Criteo (the Kaggle ``train.txt``, or the 1TB logs' day files) with one of four recipes; see the
+    module docstring.
 
-    All arguments come from ``configs/data/criteo.yaml`` (``criteo_optinter.yaml`` for the other recipe).
-    ``split`` is ``[train, valid, test]`` for ``dynint`` and ``[train_and_valid, test]`` for ``optinter``;
-    ``valid_fraction_of_train`` is for ``optinter`` only and ``numeric_transform`` for ``dynint`` only
-    (null otherwise). ``chunk_rows`` bounds memory and does not change the output.
+    All arguments come from ``configs/data/criteo*.yaml``. ``split`` is ``[train, valid, test]`` for
+    ``dynint`` and ``dpn`` and ``[train_and_valid, test]`` for ``optinter`` and ``aim``;
+    ``valid_fraction_of_train`` is for ``optinter`` and ``aim`` only and ``numeric_transform`` is null for
+    ``optinter`` only. ``train_days``, ``test_day`` (with ``path`` a folder of ``day_<k>`` files) and
+    ``negative_downsampling`` are for ``aim`` only (null otherwise; they default to null so that configs
+    written before them keep working). ``chunk_rows`` bounds memory and does not change the output.
     """
 
     def __init__(
@@ -146,30 +211,50 @@ class CriteoSource:
         on_bad_line: str,
         chunk_rows: int,
         seed: int,
+        train_days: Sequence[int] | None = None,
+        test_day: int | None = None,
+        negative_downsampling: str | None = None,
     ) -> None:
         check_choice("recipe", recipe, RECIPES)
         check_choice("on_bad_line", on_bad_line, tabular.ON_BAD_LINE)
         split = [float(s) for s in split]
         if any(s < 0 for s in split) or abs(sum(split) - 1.0) > 1e-6:
             raise ValueError(f"data.source.split = {split} must be non-negative ratios summing to 1")
-        if recipe == "dynint":
+        use = f"(use data={'criteo' if recipe == 'dynint' else f'criteo_{recipe}'})"
+        if recipe in ("dynint", "dpn"):
             check_choice("numeric_transform", numeric_transform, NUMERIC_TRANSFORMS)
             if len(split) != 3 or valid_fraction_of_train is not None:
                 raise ValueError(
-                    "recipe dynint takes data.source.split = [train, valid, test] and "
-                    "data.source.valid_fraction_of_train = null (use data=criteo)"
+                    f"recipe {recipe} takes data.source.split = [train, valid, test] and "
+                    f"data.source.valid_fraction_of_train = null {use}"
                 )
         else:
             if len(split) != 2 or valid_fraction_of_train is None or not 0 < valid_fraction_of_train < 1:
                 raise ValueError(
-                    "recipe optinter takes data.source.split = [train_and_valid, test] and "
-                    "0 < data.source.valid_fraction_of_train < 1 (use data=criteo_optinter)"
+                    f"recipe {recipe} takes data.source.split = [train_and_valid, test] and "
+                    f"0 < data.source.valid_fraction_of_train < 1 {use}"
                 )
-            if numeric_transform is not None:
+            if recipe == "optinter" and numeric_transform is not None:
                 raise ValueError(
                     "recipe optinter min-max scales numeric fields: data.source.numeric_transform "
                     "must be null (use data=criteo_optinter)"
                 )
+            if recipe == "aim":
+                check_choice("numeric_transform", numeric_transform, AIM_NUMERIC_TRANSFORMS)
+        check_choice("negative_downsampling", negative_downsampling, NEGATIVE_DOWNSAMPLING)
+        if recipe != "aim" and (train_days is not None or test_day is not None or negative_downsampling):
+            raise ValueError(
+                f"recipe {recipe} reads one file without sampling: data.source.train_days, test_day and "
+                "negative_downsampling must be null (they are aim's)"
+            )
+        if (train_days is None) != (test_day is None):
+            raise ValueError("data.source.train_days and data.source.test_day are set together (or both null)")
+        if train_days is not None and (not train_days or test_day in train_days):
+            raise ValueError(
+                f"data.source.train_days = {list(train_days)} must be non-empty and leave out test_day = {test_day}"
+            )
+        if min_count < 1:
+            raise ValueError(f"data.source.min_count = {min_count} must be positive")
         if num_rows is not None and num_rows < 1:
             raise ValueError(f"data.source.num_rows = {num_rows} must be null (all rows) or positive")
         if chunk_rows < 1:
@@ -188,47 +273,97 @@ class CriteoSource:
             "on_bad_line": on_bad_line,
             "seed": int(seed),
         }
+        if recipe == "aim":  # only aim's key holds these: the other recipes' cache folders stay where they were
+            self.cfg |= {
+                "train_days": None if train_days is None else [int(d) for d in train_days],
+                "test_day": None if test_day is None else int(test_day),
+                "negative_downsampling": negative_downsampling,
+            }
         self.chunk_rows = int(chunk_rows)
 
+    @property
+    def by_day(self) -> bool:
+        """Whether ``path`` is a folder of day files (the 1TB layout) rather than one file."""
+        return self.path.is_dir()
+
+    def _paths(self) -> list[Path]:
+        """The raw files: one, or the train days' and then the test day's."""
+        if not self.by_day:
+            return [self.path]
+        c = self.cfg
+        if c["recipe"] != "aim" or c["train_days"] is None:
+            raise ValueError(
+                f"data.source.path = {str(self.path)!r} is a folder: day files are read by recipe aim with "
+                "data.source.train_days and test_day set (use data=criteo_aim); other recipes read one train.txt"
+            )
+        return [self.path / f"day_{d}" for d in [*c["train_days"], c["test_day"]]]
+
     def cache_key(self) -> dict[str, Any]:
-        if not self.path.is_file():
+        if not self.path.exists():
             raise FileNotFoundError(
                 f"data.source.path = {str(self.path)!r} is not a file: point CRITEO=... or "
-                "data.source.path=... at the Criteo Kaggle train.txt"
+                "data.source.path=... at the Criteo Kaggle train.txt (or, for aim, a folder of day_<k> files)"
             )
-        return {
-            "source": "criteo",
-            "recipe_version": RECIPE_VERSION,
-            **self.cfg,
-            "file": file_fingerprint(self.path),
-        }
+        paths = self._paths()
+        for p in paths:
+            if not p.is_file():
+                raise FileNotFoundError(f"{p} is not a file: data.source.train_days/test_day name the day_<k> files")
+        key = {"source": "criteo", "recipe_version": RECIPE_VERSION, **self.cfg}
+        if self.by_day:
+            return key | {"files": {p.name: file_fingerprint(p) for p in paths}}
+        return key | {"file": file_fingerprint(self.path)}
 
     def fields(self) -> list[FieldSpec]:
-        """The recipe's 39 output fields: I1..I13 (bucketed categorical, or min-max numeric), C1..C26."""
+        """The recipe's 39 output fields: I1..I13 (bucketed categorical, equal-frequency buckets or min-max
+        numeric), C1..C26 (categorical)."""
         c = self.cfg
         categorical = Categorical(c["min_count"])
         if c["recipe"] == "optinter":
             ints = [FieldSpec(f, pl.col(f), MinMax()) for f in INT_FIELDS]
+        elif c["numeric_transform"] == "equal_frequency":
+            ints = [FieldSpec(f, pl.col(f), EqualFrequency(c["min_count"])) for f in INT_FIELDS]
         else:
             ints = [FieldSpec(f, bucketed(f, c["numeric_transform"]), categorical) for f in INT_FIELDS]
         return ints + [FieldSpec(f, pl.col(f), categorical) for f in CAT_FIELDS]
+
+    def _balance(self, files: list[TextFile]) -> tuple[Callable[[int, ParsedChunk], np.ndarray], dict[str, float]]:
+        """``negative_downsampling: balance``: the ``keep`` rule and each file's keep rate of negatives."""
+        rates = {}
+        for f in files:
+            positives = count_positive_lines(f)
+            rates[f.path.name] = min(1.0, positives / max(f.lines - positives, 1))
+        ends = np.cumsum([f.lines for f in files])  # a chunk lies in one file: the file of its first line
+        rate_of = list(rates.values())
+        seed = self.cfg["seed"]
+
+        def keep(line: int, chunk: ParsedChunk) -> np.ndarray:
+            rate = rate_of[int(np.searchsorted(ends, line, side="right"))]
+            positive = chunk.frame["label"].to_numpy() == 1.0
+            return positive | (tabular.line_uniforms(seed, line, chunk.size) < rate)
+
+        return keep, rates
 
     def build(self, out_dir: Path) -> FeatureMap:
         """Write ``{split}_ids.npy`` int32 [N, 39], ``{split}_labels.npy`` float32 [N] (and for optinter
         ``{split}_values.npy`` float32 [N, 39]) into ``out_dir``; return the feature map."""
         c = self.cfg
-        file = tabular.open_text(self.path, header=False, max_lines=c["num_rows"])  # pass 1
-        split = tabular.random_split(file.lines, c["split"], c["valid_fraction_of_train"], c["seed"])
+        files = [tabular.open_text(p, header=False, max_lines=c["num_rows"]) for p in self._paths()]  # pass 1
+        if self.by_day:
+            split = day_split(files[:-1], files[-1], c["valid_fraction_of_train"], c["seed"])
+        else:
+            split = tabular.random_split(files[0].lines, c["split"], c["valid_fraction_of_train"], c["seed"])
+        keep, rates = self._balance(files) if c.get("negative_downsampling") == "balance" else (None, None)
         built = tabular.build(
             tabular.Pipeline(
                 where=str(self.path),
-                files=[file],
+                files=files,
                 parse=parse_chunk,
                 explain=explain_bad_line,
                 fields=self.fields(),
                 split=split,
                 on_bad_line=c["on_bad_line"],
                 chunk_rows=self.chunk_rows,
+                keep=keep,
             ),
             out_dir,
         )
@@ -239,15 +374,30 @@ class CriteoSource:
             }
         else:
             facts = {"numeric_transform": c["numeric_transform"]}
+        if c["recipe"] == "aim":
+            facts |= {
+                "files": [f.path.name for f in files],
+                "negative_downsampling": c["negative_downsampling"],
+                "negative_keep_rate": rates,
+                "lines_downsampled": built.lines_dropped,
+            }
         n = built.lines_read
-        which = f"first {n:,} rows" if c["num_rows"] is not None else f"all {n:,} rows"
+        if c["num_rows"] is None:
+            which = f"all {n:,} rows"
+        else:
+            which = f"{n:,} rows, at most {c['num_rows']:,} a day" if len(files) > 1 else f"first {n:,} rows"
+        if self.by_day:
+            what = f"1TB logs {self.path.name}/: days {c['train_days']} train+valid, day {c['test_day']} test"
+        else:
+            what = self.path.name
+        sampled = f", {built.lines_dropped:,} negatives down-sampled" if keep is not None else ""
         skipped = f", {built.bad_lines_skipped:,} malformed lines skipped" if built.bad_lines_skipped else ""
         return FeatureMap(
             dataset=self.name,
             fields=built.fields,
             split_sizes=built.split_sizes,
             has_values=built.has_values,
-            description=f"Criteo {self.path.name} ({which}), {c['recipe']} recipe{skipped}",
+            description=f"Criteo {what} ({which}), {c['recipe']} recipe{sampled}{skipped}",
             extra={
                 "recipe": c["recipe"],
                 "lines_read": n,
