@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -107,8 +108,9 @@ def _check_arrays(folder: Path, fm: FeatureMap) -> None:
                 )
 
 
-def is_valid(folder: Path, key: dict[str, Any]) -> bool:
-    """True when ``folder`` holds a complete cache built from exactly ``key``."""
+def marked_valid(folder: Path, key: dict[str, Any], check: Callable[[Path], None], what: str) -> bool:
+    """True when ``folder`` carries a marker for exactly ``key``, every file it lists has its recorded size,
+    and ``check(folder)`` (shapes, dtypes) raises nothing. Shared by the cache and its layers (crosses)."""
     marker = folder / MARKER
     if not marker.exists():
         return False
@@ -116,15 +118,48 @@ def is_valid(folder: Path, key: dict[str, Any]) -> bool:
         meta = json.loads(marker.read_text())
         if meta["key_hash"] != key_hash(key):
             return False
-        fm = FeatureMap.load(folder / "feature_map.json")
         for name, size in meta["sizes"].items():
             if (folder / name).stat().st_size != size:
                 return False
-        _check_arrays(folder, fm)
+        check(folder)
     except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
-        log.warning("cache %s is unusable (%s); it will be rebuilt", folder, err)
+        log.warning("%s %s is unusable (%s); it will be rebuilt", what, folder, err)
         return False
     return True
+
+
+def build_atomically(
+    folder: Path, key: dict[str, Any], build: Callable[[Path], list[str]], valid: Callable[[], bool]
+) -> None:
+    """Run ``build(tmp)`` in a temporary sibling of ``folder``, mark the files it names (with their sizes and
+    ``key``), and rename it into place: a crash leaves no half-written ``folder`` behind. ``valid()`` says
+    whether a folder that another process renamed into place first is as good as ours."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        sizes = {name: (tmp / name).stat().st_size for name in build(tmp)}
+        (tmp / "key.json").write_text(json.dumps(key, indent=2, sort_keys=True, default=str))
+        (tmp / MARKER).write_text(json.dumps({"key_hash": key_hash(key), "sizes": sizes}, indent=2))
+        if folder.exists():  # an invalid leftover: replace it
+            shutil.rmtree(folder)
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process finished the same folder first
+            if not valid():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_cache(folder: Path) -> None:
+    _check_arrays(folder, FeatureMap.load(folder / "feature_map.json"))
+
+
+def is_valid(folder: Path, key: dict[str, Any]) -> bool:
+    """True when ``folder`` holds a complete cache built from exactly ``key``."""
+    return marked_valid(folder, key, _check_cache, "cache")
 
 
 def prepare(source: DatasetSource, cache_root: str | Path) -> Path:
@@ -133,27 +168,15 @@ def prepare(source: DatasetSource, cache_root: str | Path) -> Path:
     folder = Path(cache_root) / source.name / key_hash(key)
     if is_valid(folder, key):
         return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+
+    def build(tmp: Path) -> list[str]:
         log.info("building the %s cache in %s", source.name, folder)
         fm = source.build(tmp)
         fm.save(tmp / "feature_map.json")
         _check_arrays(tmp, fm)
-        sizes = {name: (tmp / name).stat().st_size for name in [*_array_files(fm), "feature_map.json"]}
-        (tmp / "key.json").write_text(json.dumps(key, indent=2, sort_keys=True, default=str))
-        (tmp / MARKER).write_text(json.dumps({"key_hash": key_hash(key), "sizes": sizes}, indent=2))
-        if folder.exists():  # an invalid leftover: replace it
-            shutil.rmtree(folder)
-        try:
-            os.replace(tmp, folder)
-        except OSError:  # another process finished the same cache first; theirs is as good as ours
-            if not is_valid(folder, key):
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        return [*_array_files(fm), "feature_map.json"]
+
+    build_atomically(folder, key, build, lambda: is_valid(folder, key))
     return folder
 
 

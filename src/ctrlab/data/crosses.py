@@ -29,18 +29,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ctrlab.data.cache import MARKER, SplitArrays, key_hash
+from ctrlab.data.cache import SplitArrays, build_atomically, key_hash, marked_valid
 from ctrlab.data.schema import SPLITS, FeatureMap, Field
 
 log = logging.getLogger(__name__)
@@ -171,26 +169,15 @@ def build_crosses(
     return fields, pairs
 
 
-def _valid(folder: Path, key: dict[str, Any], fm: FeatureMap) -> bool:
-    marker = folder / MARKER
-    if not marker.exists():
-        return False
-    try:
-        meta = json.loads(marker.read_text())
-        if meta["key_hash"] != key_hash(key):
-            return False
-        for name, size in meta["sizes"].items():
-            if (folder / name).stat().st_size != size:
-                return False
+def _checker(fm: FeatureMap) -> Callable[[Path], None]:
+    def check(folder: Path) -> None:
         num_pairs = len(json.loads((folder / "crosses.json").read_text())["pairs"])
         for split in SPLITS:
             arr = np.load(folder / f"{split}_crosses.npy", mmap_mode="r")
             if arr.shape != (fm.split_sizes[split], num_pairs) or arr.dtype != np.int32:
-                return False
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
-        log.warning("crosses %s are unusable (%s); they will be rebuilt", folder, err)
-        return False
-    return True
+                raise ValueError(f"{split}_crosses.npy: {arr.shape} {arr.dtype}, expected [N, {num_pairs}] int32")
+
+    return check
 
 
 def prepare_crosses(base: Path, spec: CrossSpec) -> Path:
@@ -199,28 +186,16 @@ def prepare_crosses(base: Path, spec: CrossSpec) -> Path:
     fm = FeatureMap.load(base / "feature_map.json")
     key = spec.key(fm)
     folder = base / "crosses" / key_hash(key)
-    if _valid(folder, key, fm):
+    if marked_valid(folder, key, _checker(fm), "crosses"):
         return folder
-    folder.parent.mkdir(exist_ok=True)
-    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+
+    def build(tmp: Path) -> list[str]:
         fields, pairs = build_crosses(base, fm, spec, tmp)
-        meta = {"pairs": [list(p) for p in pairs], "fields": [f.__dict__ for f in fields], "min_count": spec.min_count}
+        meta = {"pairs": [list(p) for p in pairs], "fields": [asdict(f) for f in fields], "min_count": spec.min_count}
         (tmp / "crosses.json").write_text(json.dumps(meta, indent=2))
-        names = ["crosses.json", *[f"{s}_crosses.npy" for s in SPLITS]]
-        sizes = {n: (tmp / n).stat().st_size for n in names}
-        (tmp / MARKER).write_text(json.dumps({"key_hash": key_hash(key), "sizes": sizes}, indent=2))
-        if folder.exists():
-            shutil.rmtree(folder)
-        try:
-            os.replace(tmp, folder)
-        except OSError:  # another process finished the same crosses first
-            if not _valid(folder, key, fm):
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        return ["crosses.json", *[f"{s}_crosses.npy" for s in SPLITS]]
+
+    build_atomically(folder, key, build, lambda: marked_valid(folder, key, _checker(fm), "crosses"))
     return folder
 
 
