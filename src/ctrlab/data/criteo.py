@@ -93,8 +93,9 @@ import polars as pl
 
 from ctrlab.data import tabular
 from ctrlab.data.cache import file_fingerprint
+from ctrlab.data.checks import check_choice, check_positive
 from ctrlab.data.schema import FeatureMap
-from ctrlab.data.tabular import Categorical, EqualFrequency, FieldSpec, MinMax, ParsedChunk, TextFile, check_choice
+from ctrlab.data.tabular import Categorical, EqualFrequency, FieldSpec, MinMax, ParsedChunk, TextFile
 
 RECIPE_VERSION = 1
 RECIPES = ("dynint", "optinter", "aim", "dpn")
@@ -253,12 +254,9 @@ class CriteoSource:
             raise ValueError(
                 f"data.source.train_days = {list(train_days)} must be non-empty and leave out test_day = {test_day}"
             )
-        if min_count < 1:
-            raise ValueError(f"data.source.min_count = {min_count} must be positive")
-        if num_rows is not None and num_rows < 1:
-            raise ValueError(f"data.source.num_rows = {num_rows} must be null (all rows) or positive")
-        if chunk_rows < 1:
-            raise ValueError(f"data.source.chunk_rows = {chunk_rows} must be positive")
+        check_positive("min_count", min_count)
+        check_positive("num_rows", num_rows, nullable=True)
+        check_positive("chunk_rows", chunk_rows)
         if str(path) in ("", "???"):
             raise ValueError("data.source.path is not set: CRITEO=/path/to/train.txt or data.source.path=...")
         self.name = name

@@ -110,6 +110,7 @@ import numpy as np
 import polars as pl
 
 from ctrlab.data.cache import file_fingerprint
+from ctrlab.data.checks import check_choice, check_positive
 from ctrlab.data.schema import SPLITS, FeatureMap, Field
 from ctrlab.data.tabular import count_lines, line_chunks
 
@@ -164,11 +165,6 @@ SEASON_ADVERTISERS = {2: ["1458", "3358", "3386", "3427", "3476"], 3: ["2259", "
 _MISSING, _FORCED_OOV, _FIRST = 0, 1, 2
 _REPORT_BAD = 5  # how many malformed lines a skip reports
 _WRITE_ROWS = 1 << 20  # rows per block when writing a split
-
-
-def _choice(key: str, value: Any, allowed: Sequence[Any]) -> None:
-    if value not in allowed:
-        raise ValueError(f"data.source.{key} = {value!r} is not one of {list(allowed)}")
 
 
 # --------------------------------------------------------------------------------------------- reading
@@ -521,11 +517,11 @@ class IPinYouSource:
         chunk_rows: int,
         seed: int,
     ) -> None:
-        _choice("recipe", recipe, RECIPES)
-        _choice("format", format, FORMATS)
-        _choice("on_bad_line", on_bad_line, ON_BAD_LINE)
+        check_choice("recipe", recipe, RECIPES)
+        check_choice("format", format, FORMATS)
+        check_choice("on_bad_line", on_bad_line, ON_BAD_LINE)
         if isinstance(split, str):
-            _choice("split", split, ["given"])
+            check_choice("split", split, ["given"])
             ratios = None
         else:
             ratios = [float(s) for s in split]
@@ -544,10 +540,8 @@ class IPinYouSource:
             raise ValueError(
                 "data.source.split = [train, valid, test] takes data.source.valid_fraction_of_train = null"
             )
-        if num_rows is not None and num_rows < 1:
-            raise ValueError(f"data.source.num_rows = {num_rows} must be null (all rows) or positive")
-        if chunk_rows < 1:
-            raise ValueError(f"data.source.chunk_rows = {chunk_rows} must be positive")
+        check_positive("num_rows", num_rows, nullable=True)
+        check_positive("chunk_rows", chunk_rows)
         if min_count < 1:
             raise ValueError(f"data.source.min_count = {min_count} must be at least 1")
         if str(root) in ("", "???"):

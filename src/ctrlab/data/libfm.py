@@ -67,6 +67,7 @@ import numpy as np
 import polars as pl
 
 from ctrlab.data.cache import SplitArrays, file_fingerprint, save_split
+from ctrlab.data.checks import check_choice, check_positive
 from ctrlab.data.schema import SPLITS, FeatureMap, Field
 from ctrlab.data.synthetic import split_indices
 
@@ -81,11 +82,6 @@ SPLIT_MODES = ("given", "random")
 ON_BAD_LINE = ("error", "skip")
 _REPORT_BAD = 5
 _TOKEN = r"^(\d+):(.+)$"
-
-
-def _choice(key: str, value: Any, allowed: Sequence[Any]) -> None:
-    if value not in allowed:
-        raise ValueError(f"data.source.{key} = {value!r} is not one of {list(allowed)}")
 
 
 @dataclass
@@ -217,9 +213,9 @@ class LibFMSource:
         on_bad_line: str,
         seed: int,
     ) -> None:
-        _choice("recipe", recipe, list(RECIPES))
-        _choice("split", split, SPLIT_MODES)
-        _choice("on_bad_line", on_bad_line, ON_BAD_LINE)
+        check_choice("recipe", recipe, list(RECIPES))
+        check_choice("split", split, SPLIT_MODES)
+        check_choice("on_bad_line", on_bad_line, ON_BAD_LINE)
         if sorted(files) != sorted(SPLITS):
             raise ValueError(f"data.source.files must name exactly {list(SPLITS)}, got {sorted(files)}")
         ratios = [float(r) for r in ratios]
@@ -228,10 +224,8 @@ class LibFMSource:
         fields = [str(f) for f in fields]
         if not fields or len(set(fields)) != len(fields):
             raise ValueError(f"data.source.fields = {fields} must be distinct names, one per position")
-        if min_count < 1:
-            raise ValueError(f"data.source.min_count = {min_count} must be >= 1")
-        if num_rows is not None and num_rows < 1:
-            raise ValueError(f"data.source.num_rows = {num_rows} must be >= 1 or null")
+        check_positive("min_count", min_count)
+        check_positive("num_rows", num_rows, nullable=True)
         self.name = name
         self.root = Path(root)
         self.paths = {s: self.root / files[s] for s in SPLITS}

@@ -60,6 +60,7 @@ import numpy as np
 import polars as pl
 
 from ctrlab.data.cache import SplitArrays, file_fingerprint, save_split
+from ctrlab.data.checks import check_choice, check_positive
 from ctrlab.data.schema import SPLITS, FeatureMap, Field
 from ctrlab.data.synthetic import split_indices
 
@@ -77,11 +78,6 @@ RATINGS = ("UserID", "MovieID", "Rating", "Timestamp")
 USERS = ("UserID", "Gender", "Age", "Occupation", "Zip-code")
 MOVIES = ("MovieID", "Title", "Genres")
 _REPORT_BAD = 5
-
-
-def _choice(key: str, value: Any, allowed: Sequence[Any]) -> None:
-    if value not in allowed:
-        raise ValueError(f"data.source.{key} = {value!r} is not one of {list(allowed)}")
 
 
 def read_lines(path: Path, max_lines: int | None = None) -> pl.Series:
@@ -279,19 +275,17 @@ class MovieLens1MSource:
         on_bad_line: str,
         seed: int,
     ) -> None:
-        _choice("recipe", recipe, RECIPES)
-        _choice("zipcode", zipcode, ZIPCODE)
-        _choice("on_bad_line", on_bad_line, ON_BAD_LINE)
+        check_choice("recipe", recipe, RECIPES)
+        check_choice("zipcode", zipcode, ZIPCODE)
+        check_choice("on_bad_line", on_bad_line, ON_BAD_LINE)
         fields = [str(f) for f in fields]
         if not fields or len(set(fields)) != len(fields) or any(f not in FIELDS for f in fields):
             raise ValueError(f"data.source.fields = {fields} must be distinct names from {list(FIELDS)}")
         split = [float(s) for s in split]
         if len(split) != 3 or min(split) < 0 or abs(sum(split) - 1) > 1e-6:
             raise ValueError(f"data.source.split = {split} must be [train, valid, test] ratios summing to 1")
-        if min_count < 1:
-            raise ValueError(f"data.source.min_count = {min_count} must be >= 1")
-        if num_rows is not None and num_rows < 1:
-            raise ValueError(f"data.source.num_rows = {num_rows} must be >= 1 or null")
+        check_positive("min_count", min_count)
+        check_positive("num_rows", num_rows, nullable=True)
         self.name = name
         self.root = Path(root)
         self.paths = {f: self.root / f"{f}.dat" for f in ("ratings", "users", "movies")}

@@ -54,12 +54,6 @@ _READ_BYTES = 1 << 24
 _REPORT_BAD = 5  # how many malformed lines a skip reports by line number
 
 
-def check_choice(key: str, value: Any, allowed: Sequence[Any]) -> None:
-    """Raise ``ValueError`` naming ``data.source.<key>`` unless ``value`` is one of ``allowed``."""
-    if value not in allowed:
-        raise ValueError(f"data.source.{key} = {value!r} is not one of {list(allowed)}")
-
-
 # --------------------------------------------------------------------------------------------- reading
 
 
