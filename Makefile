@@ -5,11 +5,13 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SCALE  ?= smoke
 # Real data for the paper columns (optional); empty means the embedded synthetic stand-in.
+# CRITEO=train.txt, AVAZU=train.csv, IPINYOU=make-ipinyou-data folder (IPINYOU_FORMAT=fm for *.fm.txt files)
 CRITEO ?=
 AVAZU  ?=
 IPINYOU ?=
+IPINYOU_FORMAT ?= raw
 ARGS   ?=
-export CRITEO AVAZU IPINYOU
+export CRITEO AVAZU IPINYOU IPINYOU_FORMAT
 
 export PYTHONUNBUFFERED := 1
 export WANDB_MODE ?= offline
@@ -42,7 +44,7 @@ train: $(STAMP) ## one run: make train ARGS="model=deepfm data=synthetic_criteo"
 
 # DynInt Table 1: the implemented models x three datasets x seeds as one Hydra multirun, then the report.
 TABLE1_DATA := $(if $(CRITEO),criteo,synthetic_criteo),$(if $(AVAZU),avazu,synthetic_avazu),$(if $(IPINYOU),ipinyou,synthetic_ipinyou)
-reproduce-table-1: $(STAMP) ## DynInt Table 1 (SCALE=smoke|default|paper, CRITEO=/path/train.txt)
+reproduce-table-1: $(STAMP) ## DynInt Table 1 (SCALE=smoke|default|paper, CRITEO=, AVAZU=, IPINYOU= real data)
 	$(PY) -m ctrlab.reproduce dynint/table1 --scale $(SCALE) --data $(TABLE1_DATA) $(ARGS)
 
 reproduce-dynint-table-2: $(STAMP) ## DynInt Table 2: interaction layers without their DNN, Criteo column
