@@ -93,3 +93,10 @@ def test_paper_scale_runs_one_grid_per_searched_model():
     assert _sweeps(spec, "lr,deepfm", "paper") == {"lr": ["model=lr", "search=dynint/ftrl"],
                                                   "deepfm": ["model=deepfm", "search=dynint/mlp"]}
     assert _sweeps(spec, "lr,poly2", "paper")["all"] == ["model=poly2"]
+
+
+def test_a_multirun_that_never_starts_writes_no_report(capsys):
+    from ctrlab.reproduce import main
+
+    code = main(["dynint/table2", "--scale", "smoke", "--models", "interaction_only/deepfm", "no_such_key=1"])
+    assert code != 0 and "no runs to report" in capsys.readouterr().out

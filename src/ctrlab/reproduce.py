@@ -91,7 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         if codes[-1] != 0:
             print(f"the multirun exited with {codes[-1]}; the report uses the runs that finished", flush=True)
     code = max(codes)
-    md = write_report(spec, [root / name for name in sweeps], args.scale)
+    run_dirs = [root / name for name in sweeps if (root / name).is_dir()]
+    if not run_dirs:  # no multirun got as far as its first job (a config error, printed above)
+        print("no runs to report; the report was not written", flush=True)
+        return code or 1
+    md = write_report(spec, run_dirs, args.scale)
     print(md.read_text())
     print(f"written: {md} and {md.with_suffix('.csv')}")
     return code
