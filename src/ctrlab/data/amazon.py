@@ -70,18 +70,17 @@ import numpy as np
 import polars as pl
 
 from ctrlab.data.cache import file_fingerprint
-from ctrlab.data.schema import SPLITS, FeatureMap, Field
-from ctrlab.data.sequences import train_vocab, window_coverage, write_bags
+from ctrlab.data.checks import ON_BAD_LINE, REPORT_BAD, check_choice
+from ctrlab.data.schema import SPLITS, FeatureMap
+from ctrlab.data.sequences import din_fields, train_vocab, window_coverage, write_bags
 
 log = logging.getLogger(__name__)
 
 RECIPE_VERSION = 1
 RECIPES = ("din",)
-ON_BAD_LINE = ("error", "skip")
 REVIEW_FIELDS = {"reviewerID": "user", "asin": "item", "unixReviewTime": "time"}
 DIN_ELECTRONICS = {"users": 192_403, "items": 63_001, "categories": 801, "reviews": 1_689_188}  # DIN / DPN
 _BLOCK_BYTES = 1 << 25
-_REPORT_BAD = 5
 _LITERAL_ASIN = r"""['"]asin['"]\s*:\s*['"]([^'"]*)['"]"""
 
 
@@ -148,7 +147,7 @@ class BadLines:
         if self.policy == "error":
             raise ValueError(problems["message"][0])
         self.count += problems.height
-        self.examples += problems["message"].head(_REPORT_BAD - len(self.examples)).to_list()
+        self.examples += problems["message"].head(REPORT_BAD - len(self.examples)).to_list()
 
 
 _not_blank = pl.col("text").str.strip_chars() != ""  # whitespace-only lines are ignored
@@ -316,8 +315,7 @@ class AmazonSource:
     ) -> None:
         if recipe not in RECIPES:
             raise ValueError(f"data.source.recipe = {recipe!r} is not one of {list(RECIPES)}")
-        if on_bad_line not in ON_BAD_LINE:
-            raise ValueError(f"data.source.on_bad_line = {on_bad_line!r} is not one of {list(ON_BAD_LINE)}")
+        check_choice("on_bad_line", on_bad_line, ON_BAD_LINE)
         if max_len < 1:
             raise ValueError(f"data.source.max_len = {max_len} must be positive")
         if min_history < 0:
@@ -452,21 +450,14 @@ class AmazonSource:
             write_bags(out_dir / f"{split}_bags.npy", [flat_item, flat_cat], lo[e], length[e], c["max_len"])
             sizes[split] = len(rows)
 
-        L = c["max_len"]
-        fields = [
-            Field("user_id", user_vocab),
-            Field("item_id", item_vocab),
-            Field("cat_id", cat_vocab),
-            Field("hist_item_id", item_vocab, kind="sequence", max_len=L, shares="item_id"),
-            Field("hist_cat_id", cat_vocab, kind="sequence", max_len=L, shares="cat_id"),
-        ]
+        fields = din_fields(user_vocab, item_vocab, cat_vocab, c["max_len"])
         which = f"first {n_lines:,} lines" if c["num_rows"] is not None else f"{m:,} reviews"
         return FeatureMap(
             dataset=self.name,
             fields=fields,
             split_sizes=sizes,
             description=f"Amazon {reviews_path.name} ({which}; {num_users:,} users, {num_items:,} items, "
-            f"{num_cats:,} categories), {c['recipe']} recipe, histories <= {L}",
+            f"{num_cats:,} categories), {c['recipe']} recipe, histories <= {c['max_len']}",
             extra={
                 "recipe": c["recipe"],
                 "users": num_users,
@@ -477,7 +468,7 @@ class AmazonSource:
                 "meta_lines_parsed_as_python_literal": n_literal,
                 "items_without_category": int((cat_of_item == num_cats).sum()),
                 "targets": {split: int((split_of == s).sum()) for s, split in enumerate(SPLITS)},
-                "histories_truncated": int((pos[target] > L).sum()),
+                "histories_truncated": int((pos[target] > c["max_len"]).sum()),
                 "bad_lines_skipped": {"reviews": bad_reviews.count, "meta": bad_meta.count},
                 "bad_line_examples": bad_reviews.examples + bad_meta.examples,
                 "din_full_data": DIN_ELECTRONICS,

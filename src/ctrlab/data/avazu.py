@@ -58,7 +58,7 @@ import polars as pl
 
 from ctrlab.data import tabular
 from ctrlab.data.cache import file_fingerprint
-from ctrlab.data.checks import check_choice, check_positive
+from ctrlab.data.checks import ON_BAD_LINE, check_choice, check_positive
 from ctrlab.data.schema import FeatureMap
 from ctrlab.data.tabular import Categorical, FieldSpec, ParsedChunk
 
@@ -165,7 +165,7 @@ class AvazuSource:
         seed: int,
     ) -> None:
         check_choice("recipe", recipe, RECIPES)
-        check_choice("on_bad_line", on_bad_line, tabular.ON_BAD_LINE)
+        check_choice("on_bad_line", on_bad_line, ON_BAD_LINE)
         for t in time_fields:
             check_choice("time_fields[]", t, TIME_FIELDS)
         if len(set(time_fields)) != len(time_fields):

@@ -6,6 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+ON_BAD_LINE = ("error", "skip")  # data.source.on_bad_line of every reader: stop at a malformed line, or drop it
+REPORT_BAD = 5  # how many malformed lines a skip describes (in the log and feature_map.extra)
+
 
 def check_choice(key: str, value: Any, allowed: Sequence[Any]) -> None:
     """Raise ``ValueError`` naming ``data.source.<key>`` unless ``value`` is one of ``allowed``."""

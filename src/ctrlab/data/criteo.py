@@ -93,7 +93,7 @@ import polars as pl
 
 from ctrlab.data import tabular
 from ctrlab.data.cache import file_fingerprint
-from ctrlab.data.checks import check_choice, check_positive
+from ctrlab.data.checks import ON_BAD_LINE, check_choice, check_positive
 from ctrlab.data.schema import FeatureMap
 from ctrlab.data.tabular import Categorical, EqualFrequency, FieldSpec, MinMax, ParsedChunk, TextFile
 
@@ -217,7 +217,7 @@ class CriteoSource:
         negative_downsampling: str | None = None,
     ) -> None:
         check_choice("recipe", recipe, RECIPES)
-        check_choice("on_bad_line", on_bad_line, tabular.ON_BAD_LINE)
+        check_choice("on_bad_line", on_bad_line, ON_BAD_LINE)
         split = [float(s) for s in split]
         if any(s < 0 for s in split) or abs(sum(split) - 1.0) > 1e-6:
             raise ValueError(f"data.source.split = {split} must be non-negative ratios summing to 1")

@@ -110,7 +110,7 @@ import numpy as np
 import polars as pl
 
 from ctrlab.data.cache import file_fingerprint
-from ctrlab.data.checks import check_choice, check_positive
+from ctrlab.data.checks import ON_BAD_LINE, REPORT_BAD, check_choice, check_positive
 from ctrlab.data.schema import SPLITS, FeatureMap, Field
 from ctrlab.data.tabular import count_lines, line_chunks
 
@@ -119,7 +119,6 @@ log = logging.getLogger(__name__)
 RECIPE_VERSION = 1
 RECIPES = ("dynint", "optinter")
 FORMATS = ("raw", "fm")
-ON_BAD_LINE = ("error", "skip")
 FIELDS = [
     "weekday", "hour", "useragent", "IP", "region", "city", "adexchange", "domain", "slotid", "slotwidth",
     "slotheight", "slotvisibility", "slotformat", "slotprice", "creative", "advertiser",
@@ -163,7 +162,6 @@ BROWSERS = ["chrome", "sogou", "maxthon", "safari", "firefox", "theworld", "oper
 SEASON_ADVERTISERS = {2: ["1458", "3358", "3386", "3427", "3476"], 3: ["2259", "2261", "2821", "2997"]}
 # per-field codes before thresholding: 0 missing, 1 the FNN encoder's "other" (always OOV), 2.. values
 _MISSING, _FORCED_OOV, _FIRST = 0, 1, 2
-_REPORT_BAD = 5  # how many malformed lines a skip reports
 _WRITE_ROWS = 1 << 20  # rows per block when writing a split
 
 
@@ -643,7 +641,7 @@ class IPinYouSource:
                     first_bad = np.flatnonzero(chunk.bad)
                     if c["on_bad_line"] == "error":
                         raise ValueError(chunk.describe(int(first_bad[0])))
-                    examples += [chunk.describe(int(r)) for r in first_bad[: _REPORT_BAD - len(examples)]]
+                    examples += [chunk.describe(int(r)) for r in first_bad[: REPORT_BAD - len(examples)]]
                 done += k
             if done != n:  # the line reader must keep every line, empty ones too
                 raise AssertionError(f"{path}: parsed {done} rows, counted {n}")

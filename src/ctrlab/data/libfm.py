@@ -67,7 +67,7 @@ import numpy as np
 import polars as pl
 
 from ctrlab.data.cache import SplitArrays, file_fingerprint, save_split
-from ctrlab.data.checks import check_choice, check_positive
+from ctrlab.data.checks import ON_BAD_LINE, REPORT_BAD, check_choice, check_positive
 from ctrlab.data.schema import SPLITS, FeatureMap, Field
 from ctrlab.data.synthetic import split_indices
 
@@ -79,8 +79,6 @@ RECIPES = {  # the paper's dataset facts each recipe is checked against (only wh
     "nfm": {"dataset": "Frappe", "instances": 288609, "features": 5382},
 }
 SPLIT_MODES = ("given", "random")
-ON_BAD_LINE = ("error", "skip")
-_REPORT_BAD = 5
 _TOKEN = r"^(\d+):(.+)$"
 
 
@@ -271,7 +269,7 @@ class LibFMSource:
         where = np.concatenate([np.flatnonzero(good[s]) for s in SPLITS])  # line (0-based) of each good row
         split_of = np.concatenate([np.full(int(good[s].sum()), i) for i, s in enumerate(SPLITS)])
         descriptions = []
-        for r in rows[: 1 if self.cfg["on_bad_line"] == "error" else _REPORT_BAD]:
+        for r in rows[: 1 if self.cfg["on_bad_line"] == "error" else REPORT_BAD]:
             j = int(np.flatnonzero(conflict[r])[0])
             h = int(home[r, j])
             path = parsed[SPLITS[split_of[r]]].path
@@ -296,7 +294,7 @@ class LibFMSource:
             bad_rows = np.flatnonzero(p.bad)
             if len(bad_rows) == 0:
                 continue
-            described = [f"{p.path} line {r + 1}, {p.reason[int(r)]}" for r in bad_rows[:_REPORT_BAD]]
+            described = [f"{p.path} line {r + 1}, {p.reason[int(r)]}" for r in bad_rows[:REPORT_BAD]]
             if c["on_bad_line"] == "error":
                 raise ValueError(described[0])
             examples += described
@@ -308,7 +306,7 @@ class LibFMSource:
                 "%s: skipped %d malformed lines, e.g. %s",
                 self.root,
                 sum(skipped.values()),
-                "; ".join(examples[:_REPORT_BAD]),
+                "; ".join(examples[:REPORT_BAD]),
             )
         idx = {s: parsed[s].idx[~parsed[s].bad] for s in SPLITS}
         labels = {s: parsed[s].label[~parsed[s].bad] for s in SPLITS}
@@ -364,7 +362,7 @@ class LibFMSource:
                 "split": c["split"],
                 "lines_read": lines_read,
                 "bad_lines_skipped": sum(skipped.values()),
-                "bad_line_examples": examples[:_REPORT_BAD],
+                "bad_line_examples": examples[:REPORT_BAD],
                 "index_ranges": ranges,  # min and max global index of each field, over all files
                 "distinct_indices": distinct,  # over all files: the papers' "features"
                 "features_kept": int(sum(f.vocab_size - 2 for f in fields)),  # train indices >= min_count

@@ -60,7 +60,7 @@ import numpy as np
 import polars as pl
 
 from ctrlab.data.cache import SplitArrays, file_fingerprint, save_split
-from ctrlab.data.checks import check_choice, check_positive
+from ctrlab.data.checks import ON_BAD_LINE, REPORT_BAD, check_choice, check_positive
 from ctrlab.data.schema import SPLITS, FeatureMap, Field
 from ctrlab.data.synthetic import split_indices
 
@@ -69,7 +69,6 @@ log = logging.getLogger(__name__)
 RECIPE_VERSION = 1
 RECIPES = ("autoint",)
 PAPER = {"instances": 739012, "fields": 7, "features": 3529}  # DPN Table 8 = AutoInt Table 1
-ON_BAD_LINE = ("error", "skip")
 ZIPCODE = ("full", "first_digit")
 SCALAR_FIELDS = ("UserID", "MovieID", "Gender", "Age", "Occupation", "Zipcode", "ReleaseYear", "Timestamp")
 BAG_FIELDS = ("Genres",)
@@ -77,7 +76,6 @@ FIELDS = SCALAR_FIELDS + BAG_FIELDS
 RATINGS = ("UserID", "MovieID", "Rating", "Timestamp")
 USERS = ("UserID", "Gender", "Age", "Occupation", "Zip-code")
 MOVIES = ("MovieID", "Title", "Genres")
-_REPORT_BAD = 5
 
 
 def read_lines(path: Path, max_lines: int | None = None) -> pl.Series:
@@ -314,7 +312,7 @@ class MovieLens1MSource:
         """The lines of ``frame`` without a ``_problem``; the first bad one raises unless ``skip``."""
         bad = frame.filter(pl.col("_problem").is_not_null()).sort("_lineno")
         if bad.height:
-            where = bad.head(_REPORT_BAD).select("_lineno", "_problem").iter_rows()
+            where = bad.head(REPORT_BAD).select("_lineno", "_problem").iter_rows()
             described = [f"{self.paths[file]} line {n}, {p}" for n, p in where]
             if self.cfg["on_bad_line"] == "error":
                 raise ValueError(described[0])

@@ -13,7 +13,21 @@ from pathlib import Path
 
 import numpy as np
 
+from ctrlab.data.schema import Field
+
 ROW_CHUNK = 1 << 16  # rows of padded histories built at a time
+
+
+def din_fields(user_vocab: int, item_vocab: int, cat_vocab: int, max_len: int) -> list[Field]:
+    """DIN's layout, shared by Amazon and its synthetic stand-in: the user, the target item and its
+    category, and the histories of items and categories (oldest first), which use the target's ids."""
+    return [
+        Field("user_id", user_vocab),
+        Field("item_id", item_vocab),
+        Field("cat_id", cat_vocab),
+        Field("hist_item_id", item_vocab, kind="sequence", max_len=max_len, shares="item_id"),
+        Field("hist_cat_id", cat_vocab, kind="sequence", max_len=max_len, shares="cat_id"),
+    ]
 
 
 def train_vocab(counts: np.ndarray, min_count: int, forced_oov: np.ndarray | None = None) -> tuple[np.ndarray, int]:

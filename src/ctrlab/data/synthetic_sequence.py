@@ -38,8 +38,8 @@ from scipy.optimize import brentq
 from scipy.special import expit
 from scipy.stats import rankdata
 
-from ctrlab.data.schema import SPLITS, FeatureMap, Field
-from ctrlab.data.sequences import train_vocab, window_coverage, write_bags
+from ctrlab.data.schema import SPLITS, FeatureMap
+from ctrlab.data.sequences import din_fields, train_vocab, window_coverage, write_bags
 from ctrlab.data.synthetic import split_indices
 
 RECIPE_VERSION = 1
@@ -226,16 +226,9 @@ class SyntheticSequenceSource:
                 c["max_len"],
             )
         test = splits["test"]
-        L = c["max_len"]
         return FeatureMap(
             dataset=self.name,
-            fields=[
-                Field("user_id", user_vocab),
-                Field("item_id", item_vocab),
-                Field("cat_id", cat_vocab),
-                Field("hist_item_id", item_vocab, kind="sequence", max_len=L, shares="item_id"),
-                Field("hist_cat_id", cat_vocab, kind="sequence", max_len=L, shares="cat_id"),
-            ],
+            fields=din_fields(user_vocab, item_vocab, cat_vocab, c["max_len"]),
             split_sizes={s: len(r) for s, r in splits.items()},
             description=f"synthetic behaviour sequences, {n:,} rows, {c['num_users']:,} users, {num_items:,} items "
             f"(planted {c['aggregation']} target-behaviour similarity) — not the paper's data",

@@ -45,13 +45,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from ctrlab.data.checks import REPORT_BAD
 from ctrlab.data.schema import SPLITS, Field
 
 log = logging.getLogger(__name__)
 
-ON_BAD_LINE = ("error", "skip")
 _READ_BYTES = 1 << 24
-_REPORT_BAD = 5  # how many malformed lines a skip reports by line number
 
 
 # --------------------------------------------------------------------------------------------- reading
@@ -556,7 +555,7 @@ def _count_pass(p: Pipeline) -> _TrainStats:
             rows = np.flatnonzero(bad)
             if p.on_bad_line == "error":
                 raise ValueError(_describe(p, c, int(rows[0])))
-            stats.examples += [_describe(p, c, int(r)) for r in rows[: _REPORT_BAD - len(stats.examples)]]
+            stats.examples += [_describe(p, c, int(r)) for r in rows[: REPORT_BAD - len(stats.examples)]]
             stats.bad.append(c.line + rows)
         kept = _kept(p, c)
         if p.keep is not None:
