@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -62,3 +66,16 @@ def fit_and_auc(
         with torch.no_grad():
             best = max(best, binary_auroc(torch.sigmoid(model(test)), test["label"].long()).item())
     return best
+
+
+def train_cli(tmp_path: Path, *overrides: str) -> dict:
+    """Run ``python -m ctrlab.train`` as a user would (one thread, CSV log, run and cache under
+    ``tmp_path``); assert it succeeded and return its ``metrics.json``."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "ctrlab.train", *overrides, "trainer.max_epochs=1",
+           "trainer.enable_progress_bar=false", "logger=csv", f"paths.output_dir={out}",
+           f"paths.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((out / "metrics.json").read_text())

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +17,7 @@ from hydra.utils import instantiate
 from ctrlab.data import cache
 from ctrlab.data.amazon import AmazonSource, line_frames
 from ctrlab.data.schema import SPLITS, FeatureMap
-from tests.helpers import ROOT
+from tests.helpers import ROOT, train_cli
 
 REVIEWS = "reviews_Electronics_5.json"
 META = "meta_Electronics.json"
@@ -357,16 +354,8 @@ def test_hydra_config_builds_the_source(tmp_path):
 def test_train_entry_point_end_to_end(tmp_path):
     meta = [json.dumps({"asin": f"i{i:04d}", "categories": [["E", f"c{i % 5}"]]}) for i in range(30)]
     root = write_dataset(tmp_path / "raw", reviews=random_reviews(80, 30, seed=2), meta=meta, gz=True)
-    out = tmp_path / "run"
-    cmd = [
-        sys.executable, "-m", "ctrlab.train", "data=amazon_electronics", f"data.source.root={root}", "model=fm",
-        "data.source.max_len=8", "data.batch_size=128", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
-        "logger=csv", f"paths.output_dir={out}", f"paths.cache_dir={tmp_path / 'cache'}",
-    ]  # fmt: skip
-    done = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = train_cli(tmp_path, "data=amazon_electronics", f"data.source.root={root}", "model=fm",
+                        "data.source.max_len=8", "data.batch_size=128")
     assert metrics["status"] == "completed" and metrics["paper_dataset"] == "amazon_electronics"
     sizes = metrics["split_sizes"]
     assert sizes["test"] == 160 and sizes["valid"] % 2 == 0 and 0 < sizes["valid"] < 60  # ~10% of 80 users

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +16,7 @@ from hydra.utils import instantiate
 from ctrlab.data import cache
 from ctrlab.data.libfm import LibFMSource, position_conflicts
 from ctrlab.data.schema import SPLITS, FeatureMap
-from tests.helpers import ROOT
+from tests.helpers import ROOT, train_cli
 
 TAG_FIELDS = ["UserID", "MovieID", "tag"]
 FILES = {"train": "ml-tag.train.libfm", "valid": "ml-tag.validation.libfm", "test": "ml-tag.test.libfm"}
@@ -254,16 +251,7 @@ def write_frappe_like(root: Path, rows: dict[str, int], seed: int = 0) -> Path:
 
 def test_train_entry_point_end_to_end_on_frappe_layout(tmp_path):
     root = write_frappe_like(tmp_path / "frappe", {"train": 1400, "validation": 400, "test": 200})
-    out = tmp_path / "run"
-    cmd = [
-        sys.executable, "-m", "ctrlab.train", "data=frappe", f"data.source.root={root}", "model=lr",
-        "data.batch_size=256", "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "logger=csv",
-        f"paths.output_dir={out}", f"paths.cache_dir={tmp_path / 'cache'}",
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = train_cli(tmp_path, "data=frappe", f"data.source.root={root}", "model=lr", "data.batch_size=256")
     assert metrics["status"] == "completed" and metrics["paper_dataset"] == "frappe"
     assert metrics["split_sizes"] == {"train": 1400, "valid": 400, "test": 200}
     assert metrics["global_step"] == 6  # ceil(1400 / 256) batches

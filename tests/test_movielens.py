@@ -4,11 +4,7 @@ embedding, malformed lines, splits, thresholds, cache keys, the Hydra config and
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +19,7 @@ from ctrlab.data.datamodule import BatchLoader, CTRDataModule
 from ctrlab.data.movielens import MovieLens1MSource, parse_movies, read_lines
 from ctrlab.data.schema import SPLITS
 from ctrlab.nn.embedding import FeatureEmbedding
-from tests.helpers import ROOT
+from tests.helpers import ROOT, train_cli
 
 ALL_FIELDS = ["UserID", "MovieID", "Gender", "Age", "Occupation", "Zipcode", "ReleaseYear", "Timestamp", "Genres"]
 
@@ -289,16 +285,7 @@ def write_ml1m_like(root: Path, seed: int = 0) -> Path:
 
 def test_train_entry_point_end_to_end(tmp_path):
     root = write_ml1m_like(tmp_path / "ml-1m")
-    out = tmp_path / "run"
-    cmd = [
-        sys.executable, "-m", "ctrlab.train", "data=movielens_1m", f"data.source.root={root}", "model=fm",
-        "data.batch_size=128", "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "logger=csv",
-        f"paths.output_dir={out}", f"paths.cache_dir={tmp_path / 'cache'}",
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = train_cli(tmp_path, "data=movielens_1m", f"data.source.root={root}", "model=fm", "data.batch_size=128")
     assert metrics["status"] == "completed" and metrics["paper_dataset"] == "movielens_1m"
     n = sum(metrics["split_sizes"].values())
     assert metrics["split_sizes"]["train"] == round(0.8 * n) and metrics["global_step"] > 1
