@@ -157,7 +157,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=16)
     parser.add_argument("--fields", type=int, nargs="+", default=[39, 200])
     parser.add_argument("--kernel-size", type=int, default=64, help="DGP's K (Fig. 6a: best at 64)")
-    parser.add_argument("--rank", type=int, default=2, help="DWP's K (searched 1-4)")
+    parser.add_argument("--rank", type=int, default=2, help="DWP's K (DynInt's grid: 1-4)")
     parser.add_argument("--reduction-ratio", type=int, default=8)
     parser.add_argument("--no-rss", action="store_true", help="skip the subprocess peak-RSS measurement")
     parser.add_argument("--child", choices=list(LAYERS), help=argparse.SUPPRESS)

@@ -62,36 +62,36 @@ def test_model_configs_choose_their_papers_optimizer_and_the_command_line_wins(m
 
 
 SEARCH_CASES = [(exp, model, space) for exp in EXPERIMENTS
-                for model, space in experiment_spec(exp)["search_spaces"].items()]
+                for model, space in experiment_spec(exp)["grids"].items()]
 
 
 @pytest.mark.parametrize("experiment,model,space", SEARCH_CASES)
-def test_search_spaces_compose_at_their_grid_corners_and_sweep_only_search_keys(experiment, model, space,
+def test_grids_compose_at_their_corners_and_sweep_only_grid_keys(experiment, model, space,
                                                                                  tiny_feature_map):
     assert model in _models(experiment), f"{space} names {model}, which the experiment does not run"
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        base = compose("train", overrides=[f"experiment={experiment}", f"model={model}", f"search={space}",
+        base = compose("train", overrides=[f"experiment={experiment}", f"model={model}", f"grid={space}",
                                            "scale=paper"], return_hydra_config=True)
         params = {k: str(v).split(",") for k, v in base.hydra.sweeper.params.items()
-                  if k.startswith("search.")}
-        assert set(params) == {f"search.{k}" for k in base.search}, "every swept value is recorded"
+                  if k.startswith("grid.")}
+        assert set(params) == {f"grid.{k}" for k in base.grid}, "every swept value is recorded"
         for corner in (0, -1):  # the smallest and the largest grid point build
             overrides = [f"{k}={v[corner]}" for k, v in params.items()]
-            cfg = compose("train", overrides=[f"experiment={experiment}", f"model={model}", f"search={space}",
+            cfg = compose("train", overrides=[f"experiment={experiment}", f"model={model}", f"grid={space}",
                                               *overrides])
             net = instantiate(cfg.model, _partial_=True)(feature_map=tiny_feature_map)
             assert net.num_parameters() > 0
             for k, v in params.items():  # the grid value reaches the run
-                assert str(cfg.search[k.split(".", 1)[1]]) == str(yaml.safe_load(v[corner]))
+                assert str(cfg.grid[k.split(".", 1)[1]]) == str(yaml.safe_load(v[corner]))
 
 
-def test_paper_scale_runs_one_grid_per_searched_model():
+def test_paper_scale_runs_one_grid_per_gridded_model():
     from ctrlab.reproduce import _sweeps
 
     spec = experiment_spec("dynint/table1")
     assert _sweeps(spec, "lr,deepfm", "default") == {"all": ["model=lr,deepfm"]}
-    assert _sweeps(spec, "lr,deepfm", "paper") == {"lr": ["model=lr", "search=dynint/ftrl"],
-                                                  "deepfm": ["model=deepfm", "search=dynint/mlp"]}
+    assert _sweeps(spec, "lr,deepfm", "paper") == {"lr": ["model=lr", "grid=dynint/ftrl"],
+                                                  "deepfm": ["model=deepfm", "grid=dynint/mlp"]}
     assert _sweeps(spec, "lr,poly2", "paper")["all"] == ["model=poly2"]
 
 

@@ -222,16 +222,16 @@ def test_sweep_table_pools_the_models_of_each_row(tmp_path: Path, setup):
     assert "`dynint_da`, `dynint_dgp`, `dynint_dwp`" in text and "Rows are values of `num_layers`" in text
 
 
-def test_grid_search_points_are_chosen_on_validation_never_on_test(tmp_path):
+def test_grid_points_are_chosen_on_validation_never_on_test(tmp_path):
     """Point A has the better val AUC, point B the better test AUC: the table must report A."""
-    multirun = tmp_path / "multiruns" / "search"
-    # (search point, seed) -> (val AUC, test AUC)
+    multirun = tmp_path / "multiruns" / "grid"
+    # (grid point, seed) -> (val AUC, test AUC)
     grid = {("depth=1", 0): (0.70, 0.90), ("depth=1", 1): (0.71, 0.91),
             ("depth=2", 0): (0.80, 0.60), ("depth=2", 1): (0.79, 0.62)}
     for num, ((point, seed), (val, test)) in enumerate(grid.items()):
         _write_job(multirun / str(num), "deepfm", "criteo", seed, auc=test, logloss=0.5)
         metrics = json.loads((multirun / str(num) / "metrics.json").read_text())
-        metrics |= {"search_point": point, "val/auc": val}
+        metrics |= {"grid_point": point, "val/auc": val}
         (multirun / str(num) / "metrics.json").write_text(json.dumps(metrics))
     (multirun / "multirun.yaml").write_text("hydra: {}\n")
     configs = tmp_path / "configs"

@@ -32,7 +32,7 @@ def experiment_spec(experiment: str) -> dict:
     if "report" not in spec:
         raise SystemExit(f"configs/experiment/{experiment}.yaml has no `report:` block (paper, key, kind)")
     return {"kind": "table", **spec["report"], "row_configs": spec.get("paper_row_configs") or {},
-            "search_spaces": spec.get("search_spaces") or {}}
+            "grids": spec.get("grids") or {}}
 
 
 def implemented_models(paper: str, table: str, row_configs: dict[str, str]) -> list[str]:
@@ -54,13 +54,13 @@ def write_report(spec: dict, run_dirs: list[Path], scale: str) -> Path:
 
 def _sweeps(spec: dict, models: str | None, scale: str) -> dict[str, list[str]]:
     """The multiruns to launch, by folder name -> their overrides: one for the whole experiment, except at
-    ``scale=paper`` where each model with a search space (the experiment's ``search_spaces``) runs its own
-    grid (``search=<space>``); the report then keeps each model's best point on val/auc."""
+    ``scale=paper`` where each model with a grid (the experiment's ``grids``) runs its own
+    grid (``grid=<name>``); the report then keeps each model's best point on val/auc."""
     model_list = models.split(",") if models else []
-    spaces = spec["search_spaces"] if scale == "paper" else {}
-    searched = [m for m in model_list if m in spaces]
-    rest = [m for m in model_list if m not in spaces]
-    sweeps = {m.replace("/", "_"): [f"model={m}", f"search={spaces[m]}"] for m in searched}
+    grids = spec["grids"] if scale == "paper" else {}
+    gridded = [m for m in model_list if m in grids]
+    rest = [m for m in model_list if m not in grids]
+    sweeps = {m.replace("/", "_"): [f"model={m}", f"grid={grids[m]}"] for m in gridded}
     if rest or not model_list:
         sweeps["all"] = [f"model={','.join(rest)}"] if rest else []
     return sweeps

@@ -60,12 +60,12 @@ def _paper_row(cfg: DictConfig, model: str | None) -> str | None:
     return {c: r for r, c in (cfg.get("paper_row_configs") or {}).items()}.get(model)
 
 
-def _search_point(cfg: DictConfig) -> str | None:
-    """The run's values of the swept ``search.*`` keys, e.g. ``depth=2 lr=0.001``; None outside a search."""
-    search = cfg.get("search")
-    if not search:
+def _grid_point(cfg: DictConfig) -> str | None:
+    """The run's values of the swept ``grid.*`` keys, e.g. ``depth=2 lr=0.001``; None outside a grid."""
+    grid = cfg.get("grid")
+    if not grid:
         return None
-    return " ".join(f"{k}={v}" for k, v in sorted(OmegaConf.to_container(search, resolve=True).items()))
+    return " ".join(f"{k}={v}" for k, v in sorted(OmegaConf.to_container(grid, resolve=True).items()))
 
 
 def _loggers(cfg: DictConfig, output_dir: Path) -> list[Any]:
@@ -127,8 +127,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "optimizer": choices.get("optimizer"),
         "paper_row": _paper_row(cfg, choices.get("model")),
         "paper_dataset": cfg.data.paper_dataset,
-        # a grid search's point (configs/search/): the report keeps, per model and data, the best on val/auc
-        "search_point": _search_point(cfg),
+        # a hyper-parameter grid's point (configs/grid/): the report keeps, per model and data, the best on val/auc
+        "grid_point": _grid_point(cfg),
         "data_description": fm.description,
         "split_sizes": fm.split_sizes,
         "seed": cfg.seed,

@@ -19,7 +19,7 @@ SCHEMA: dict[str, type[pl.DataType]] = {
     "config": pl.String,  # the model config it ran
     "data": pl.String,
     "optimizer": pl.String,
-    "search_point": pl.String,  # a grid search's point (configs/search/), null outside a search
+    "grid_point": pl.String,  # a hyper-parameter grid's point (configs/grid/), null outside a grid
     "paper_dataset": pl.String,
     "data_description": pl.String,
     "seed": pl.Int64,

@@ -18,7 +18,7 @@ from ctrlab.report.paper import PaperTable, dataset_name, get_table, metric_name
 from ctrlab.utils import write_text_atomic
 
 SPLIT = "test"  # the papers print test-set numbers
-SELECT_ON = "val/auc"  # a grid search's point is chosen on the validation split, never on test
+SELECT_ON = "val/auc"  # a hyper-parameter grid's point is chosen on the validation split, never on test
 RUN_METRICS = ("auc", "logloss")  # what a run measures that a paper table also prints
 FALLBACK_DECIMALS = 4
 CSV_COLUMNS = ("model", "name", "dataset", "metric", "ours_mean", "ours_std", "n", "paper", "diff", "status",
@@ -63,7 +63,7 @@ class ResultTable:
     ignored: dict[str, int]  # "model on dataset" of runs outside this table -> count
     configs: tuple[str, ...]  # the model configs whose runs fill the table
     optimizers: dict[str, tuple[str, ...]]  # optimizer config -> the model configs run with it
-    selected: dict[str, str]  # "model on dataset" -> its grid-search point chosen on SELECT_ON (+ grid size)
+    selected: dict[str, str]  # "model on dataset" -> its grid point chosen on SELECT_ON (+ grid size)
 
 
 def _table_metrics(table: PaperTable) -> tuple[str, ...]:
@@ -95,34 +95,34 @@ def _data_per_dataset(runs: pl.DataFrame, datasets: Iterable[str]) -> dict[str, 
     return data
 
 
-def select_search_points(runs: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, str]]:
-    """Keep, per model x dataset, only the runs of the grid-search point with the best mean ``SELECT_ON``
-    over seeds (ties: the first point in sort order); runs outside a search pass through. Returns the kept
-    runs and, per searched "model on dataset", the chosen point and how many points it beat."""
-    searched = runs.filter(pl.col("search_point").is_not_null())
-    if searched.is_empty():
+def select_grid_points(runs: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, str]]:
+    """Keep, per model x dataset, only the runs of the hyper-parameter grid point with the best mean ``SELECT_ON``
+    over seeds (ties: the first point in sort order); runs outside a grid pass through. Returns the kept
+    runs and, per gridded "model on dataset", the chosen point and how many points it beat."""
+    gridded = runs.filter(pl.col("grid_point").is_not_null())
+    if gridded.is_empty():
         return runs, {}
     points = (
-        searched.group_by("model", "paper_dataset", "search_point")
+        gridded.group_by("model", "paper_dataset", "grid_point")
         .agg(pl.col(SELECT_ON).mean().alias("score"))
-        .sort("model", "paper_dataset", "score", "search_point", descending=[False, False, True, False])
+        .sort("model", "paper_dataset", "score", "grid_point", descending=[False, False, True, False])
     )
     best = points.group_by("model", "paper_dataset", maintain_order=True).agg(
-        pl.col("search_point").first(), pl.col("score").first(), pl.len().alias("grid")
+        pl.col("grid_point").first(), pl.col("score").first(), pl.len().alias("grid")
     )
-    kept = searched.join(best.select("model", "paper_dataset", "search_point"),
-                         on=["model", "paper_dataset", "search_point"])
+    kept = gridded.join(best.select("model", "paper_dataset", "grid_point"),
+                         on=["model", "paper_dataset", "grid_point"])
     selected = {f"{m} on {d}": f"`{p}` ({SELECT_ON} {score:.4f}, best of {n})"
                 for m, d, p, score, n in best.rows()}
-    return pl.concat([runs.filter(pl.col("search_point").is_null()), kept.select(runs.columns)]), selected
+    return pl.concat([runs.filter(pl.col("grid_point").is_null()), kept.select(runs.columns)]), selected
 
 
 def _check_duplicates(runs: pl.DataFrame) -> None:
-    per_seed = runs.group_by("model", "config", "paper_dataset", "search_point", "seed").agg(pl.col("job"))
+    per_seed = runs.group_by("model", "config", "paper_dataset", "grid_point", "seed").agg(pl.col("job"))
     dup = per_seed.filter(pl.col("job").list.len() > 1)
     if dup.height:
         model, config, dataset, point, seed, jobs = dup.row(0)
-        where = f" at search point {point}" if point else ""
+        where = f" at grid point {point}" if point else ""
         raise ValueError(f"{config} ({model}) on {dataset}{where} with seed {seed} was run more than once "
                          f"({', '.join(jobs)}); pass each run folder once")
 
@@ -146,7 +146,7 @@ def build_table(table: PaperTable, collection: Collection, configs_dir: Path, sc
     in_table = in_table.fill_null(False)
     ours = runs.filter(in_table)
     _check_duplicates(ours)
-    ours, selected = select_search_points(ours)
+    ours, selected = select_grid_points(ours)
     data = _data_per_dataset(ours, table.datasets)
 
     stats = {
@@ -256,7 +256,7 @@ def _header(result: ResultTable) -> list[str]:
               "printed (bold and \\* as in the paper); Δ = ours − paper (AUC: higher is better, LogLoss: "
               "lower is better)."]
     if result.selected:
-        lines += ["", f"Grid search (configs/search/): each cell reports the point with the best mean "
+        lines += ["", f"Hyper-parameter grid (configs/grid/): each cell reports the point with the best mean "
                       f"`{SELECT_ON}` over seeds, chosen on validation, never on test:"]
         lines += [f"- {k}: {v}" for k, v in result.selected.items()]
     if t.row_key != ("model",):
