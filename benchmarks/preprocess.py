@@ -1,6 +1,6 @@
 """Preprocessing speed and memory of the Criteo recipes, with cross features, on a generated raw file.
 
-Generates a raw Criteo-format ``train.txt`` of ``--rows`` made-up lines (``ctrlab.data.rawgen``), builds each
+Generates a raw Criteo-format ``train.txt`` of ``--rows`` made-up lines (``tests/rawgen.py``), builds each
 recipe's cache from scratch in a fresh process (parse, count, encode, write), then its cross-product
 features (``data.crosses`` of the recipe's config), and prints rows/s and peak resident memory of each
 phase. To extrapolate memory to full Criteo (45.8M rows) it repeats the builds on a file of ``--rows / 5``
@@ -13,11 +13,13 @@ counts, the permutation, a cross's train codes) grow at most linearly, so the li
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
-from ctrlab.data.rawgen import benchmark_recipe
-from ctrlab.utils import machine_summary
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests.rawgen lives there
+from ctrlab.utils import machine_summary  # noqa: E402
+from tests.rawgen import benchmark_recipe  # noqa: E402
 
 FULL_CRITEO_ROWS = 45_840_617
 

@@ -17,11 +17,11 @@ from hydra.utils import instantiate
 
 from ctrlab.data import cache
 from ctrlab.data.criteo import COLUMNS, FIELDS, INT_FIELDS, CriteoSource, count_positive_lines
-from ctrlab.data.rawgen import write_criteo_like
 from ctrlab.data.schema import SPLITS
 from ctrlab.data.tabular import count_lines, line_chunks, line_uniforms, open_text
 from ctrlab.models.deepfm import DeepFM
 from tests.helpers import ROOT, SHARED_DATA, fit_and_auc
+from tests.rawgen import benchmark_recipe, write_criteo_like
 
 SAMPLE = SHARED_DATA / "criteo_sample" / "train.txt"
 DYNINT = dict(split=[0.7, 0.1, 0.2], valid_fraction_of_train=None, numeric_transform="log_squared")
@@ -563,8 +563,6 @@ def test_deepfm_learns_on_the_real_sample(tmp_path):
 
 @pytest.mark.slow
 def test_benchmark_recipe_reports_speed_and_memory(tmp_path):
-    from ctrlab.data.rawgen import benchmark_recipe
-
     result = benchmark_recipe("optinter", 5000, tmp_path)
     assert result["split_sizes"] == {"train": 3600, "valid": 400, "test": 1000}
     assert result["rows_per_s"] > 0 and result["peak_rss_mb"] > result["baseline_rss_mb"] > 0

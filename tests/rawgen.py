@@ -1,5 +1,8 @@
 """Raw files in real datasets' formats, made up from scratch, for tests and reader benchmarks.
 
+Not part of the ``ctrlab`` package: the tests import it as ``tests.rawgen``, ``benchmarks/preprocess.py``
+after putting the repository root on ``sys.path``.
+
 ``write_criteo_like`` writes the Criteo Kaggle ``train.txt`` format (tab-separated, no header, label,
 I1..I13, C1..C26) with the quirks a reader must survive: empty cells, negative and very large counts,
 long-tailed 8-hex categorical values (so that ``min_count`` makes OOV ids) and ~25% clicks that depend on
@@ -24,7 +27,7 @@ import numpy as np
 import polars as pl
 
 NUM_INT, NUM_CAT = 13, 26
-CONFIGS = Path(__file__).resolve().parents[3] / "configs"  # the repository's Hydra configs (source checkout)
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # the repository's Hydra configs
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _SHIFTS = np.arange(28, -1, -4, dtype=np.uint64)
 
