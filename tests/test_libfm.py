@@ -171,6 +171,42 @@ def test_random_split_by_ratios_is_seeded(tmp_path):
     assert not np.array_equal(other["train"].ids[:, 1:], splits["train"].ids[:, 1:])
 
 
+def test_random_split_reads_a_release_of_fewer_files(tmp_path):
+    """split: random pools the files that are named: one file, or train + test, give the split that the same
+    lines in three files give (pooled in train, valid, test order)."""
+    lines = [row("1" if i % 3 else "-1", i % 11, 100 + i % 7, 200 + i % 5) for i in range(60)]
+    three = write(tmp_path / "three", lines[:30], lines[30:45], lines[45:])
+    random = dict(split="random", ratios=[0.6, 0.2, 0.2], seed=4)
+    _, expected = build(source(three, **random), tmp_path / "c")
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "all.libfm").write_text("".join(x + "\n" for x in lines))
+    two = write(tmp_path / "two", lines[:45], [], lines[45:])
+    (two / FILES["valid"]).unlink()
+    for root, files in [(one, {"train": "all.libfm", "valid": None, "test": None}),
+                        (two, {"train": FILES["train"], "test": FILES["test"]})]:  # fmt: skip
+        fm, got = build(source(root, files=files, **random), tmp_path / "c")
+        assert fm.split_sizes == {"train": 36, "valid": 12, "test": 12}
+        assert fm.extra["lines_read"] == ({"train": 60} if root == one else {"train": 45, "test": 15})
+        for s in SPLITS:
+            np.testing.assert_array_equal(got[s].ids, expected[s].ids, err_msg=f"{root.name} {s}")
+            np.testing.assert_array_equal(got[s].labels, expected[s].labels, err_msg=f"{root.name} {s}")
+
+
+def test_fewer_files_name_what_is_missing(tmp_path):
+    root = write(tmp_path / "d", TRAIN, VALID, TEST)
+    with pytest.raises(ValueError, match=r"split = 'given' needs a train, a valid and a test file, but "
+                       r"data\.source\.files\.valid, data\.source\.files\.test is null or absent; "
+                       r"data\.source\.split=random"):  # fmt: skip
+        source(root, files={"train": FILES["train"], "valid": None})
+    with pytest.raises(ValueError, match=r"names no file: set at least one of \['train', 'valid', 'test'\]"):
+        source(root, split="random", files={"train": None})
+    (root / FILES["valid"]).unlink()
+    with pytest.raises(FileNotFoundError, match=r"files\.valid = .*' is not a file .*with data\.source\.split="
+                       r"random, data\.source\.files\.valid=null for a release without it"):  # fmt: skip
+        cache.prepare(source(root, split="random"), tmp_path / "c")
+
+
 def test_num_rows_keeps_a_proportional_prefix_of_each_file(tmp_path):
     lines = [row("1" if i % 2 else "-1", i % 9, 100 + i % 4, 200 + i % 3) for i in range(100)]
     root = write(tmp_path / "d", lines[:70], lines[70:90], lines[90:])
@@ -210,8 +246,8 @@ def test_config_errors_name_the_key(tmp_path):
         source(root, split="kfold")
     with pytest.raises(ValueError, match=r"data\.source\.ratios"):
         source(root, split="random", ratios=[0.8, 0.2])
-    with pytest.raises(ValueError, match=r"data\.source\.files must name exactly"):
-        source(root, files={"train": "a", "test": "b"})
+    with pytest.raises(ValueError, match=r"data\.source\.files has keys \['validation'\]: allowed keys are"):
+        source(root, files=FILES | {"validation": "x"})
     with pytest.raises(FileNotFoundError, match=r"files\.valid = .*ml-tag\.validation\.libfm' is not a file"):
         (root / FILES["valid"]).unlink()
         cache.prepare(source(root), tmp_path / "c")
@@ -230,6 +266,10 @@ def test_hydra_configs_build_the_sources(tmp_path):
             assert len(src.fields) == num_fields and src.cfg["num_rows"] == 100 and src.cfg["min_count"] == 1
             assert src.paths["valid"] == tmp_path / f"{prefix}.validation.libfm"
             assert cfg.data.paper_dataset == name
+        fewer = ["data.source.split=random", "data.source.files.train=all.libfm", "data.source.files.valid=null",
+                 "~data.source.files.test"]  # fmt: skip
+        cfg = compose("train", overrides=["data=frappe", f"data.source.root={tmp_path}", *fewer])
+        assert instantiate(cfg.data.source).paths == {"train": tmp_path / "all.libfm"}
 
 
 FRAPPE_SIZES = [957, 4082, 7, 7, 2, 3, 2, 9, 80, 233]  # NFM's data/frappe/README.txt, cnt left out

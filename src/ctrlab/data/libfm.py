@@ -2,7 +2,8 @@
 
 Raw format (the libFM text format, as in github.com/hexiangnan/neural_factorization_machine ``data/frappe`` and
 hexiangnan/attentional_factorization_machine ``data/ml-tag``): three files ``<prefix>.train.libfm``,
-``<prefix>.validation.libfm``, ``<prefix>.test.libfm``, one example per line::
+``<prefix>.validation.libfm``, ``<prefix>.test.libfm`` (``files``: ``train``, ``valid``, ``test``), one
+example per line::
 
     label idx:1 idx:1 ...
 
@@ -45,6 +46,11 @@ warning on a mismatch):
     only one a reported number can be compared with. ``split: random`` with ``ratios`` re-draws a seeded
     split over the pooled rows instead.
 ``nfm`` (Frappe, NFM/AFN): the given splits.
+
+Releases with fewer files. ``split: given`` needs all three files. ``split: random`` pools whatever files
+``files`` names, so a release of one file, or of train + test, is read by setting the others to null,
+e.g. ``data.source.split=random data.source.files.train=all.libfm data.source.files.valid=null
+data.source.files.test=null``. A file that is named must exist (a typo is never read as "no such file").
 
 No paper of the chain (NFM, AFN, DPN) states a frequency threshold: ``min_count: 1`` keeps every index
 seen in train (an index seen only in valid/test is still OOV, as for every source). Within a field, kept
@@ -193,15 +199,16 @@ class LibFMSource:
     """NFM's libFM files (MovieLens-tag, Frappe) with the ``dpn`` or ``nfm`` recipe; see the module docstring.
 
     All arguments come from ``configs/data/{movielens_tag,frappe}.yaml``: ``root`` is the folder holding
-    ``files`` (``train`` / ``valid`` / ``test`` file names), ``fields`` the field names in position order,
-    ``split`` ``given`` or ``random`` (then ``ratios`` [train, valid, test]).
+    ``files`` (``train`` / ``valid`` / ``test`` file names; with ``split: random`` any of them may be null),
+    ``fields`` the field names in position order, ``split`` ``given`` or ``random`` (then ``ratios``
+    [train, valid, test]).
     """
 
     def __init__(
         self,
         name: str,
         root: str,
-        files: dict[str, str],
+        files: dict[str, str | None],
         fields: Sequence[str],
         recipe: str,
         split: str,
@@ -214,8 +221,18 @@ class LibFMSource:
         check_choice("recipe", recipe, list(RECIPES))
         check_choice("split", split, SPLIT_MODES)
         check_choice("on_bad_line", on_bad_line, ON_BAD_LINE)
-        if sorted(files) != sorted(SPLITS):
-            raise ValueError(f"data.source.files must name exactly {list(SPLITS)}, got {sorted(files)}")
+        unknown = sorted(set(files) - set(SPLITS))
+        if unknown:
+            raise ValueError(f"data.source.files has keys {unknown}: allowed keys are {list(SPLITS)}")
+        named = [s for s in SPLITS if files.get(s) is not None]  # the release's files, in split order
+        if split == "given" and len(named) < len(SPLITS):
+            lacking = ", ".join(f"data.source.files.{s}" for s in SPLITS if s not in named)
+            raise ValueError(
+                f"data.source.split = 'given' needs a train, a valid and a test file, but {lacking} is null or "
+                "absent; data.source.split=random re-splits the files there are"
+            )
+        if not named:
+            raise ValueError(f"data.source.files = {dict(files)} names no file: set at least one of {list(SPLITS)}")
         ratios = [float(r) for r in ratios]
         if len(ratios) != 3 or min(ratios) < 0 or abs(sum(ratios) - 1) > 1e-6:
             raise ValueError(f"data.source.ratios = {ratios} must be three non-negative numbers summing to 1")
@@ -226,7 +243,7 @@ class LibFMSource:
         check_positive("num_rows", num_rows, nullable=True)
         self.name = name
         self.root = Path(root)
-        self.paths = {s: self.root / files[s] for s in SPLITS}
+        self.paths = {s: self.root / files[s] for s in named}
         self.fields = fields
         self.cfg = dict(
             recipe=recipe, fields=fields, split=split, ratios=ratios if split == "random" else None,
@@ -234,11 +251,12 @@ class LibFMSource:
         )  # fmt: skip
 
     def cache_key(self) -> dict[str, Any]:
+        fewer = "; or, with data.source.split=random, data.source.files.{}=null for a release without it"
         for s, p in self.paths.items():
             if not p.is_file():
                 raise FileNotFoundError(
-                    f"data.source.root / files.{s} = {str(p)!r} is not a file "
-                    f"(set data.source.root, or the environment variable named in configs/data/)"
+                    f"data.source.root / files.{s} = {str(p)!r} is not a file (set data.source.root, or the "
+                    f"environment variable named in configs/data/{fewer.format(s)})"
                 )
         return {
             "source": "libfm",
@@ -251,36 +269,37 @@ class LibFMSource:
         lines = {s: read_lines(p) for s, p in self.paths.items()}
         total = sum(len(v) for v in lines.values())
         if total == 0:
-            raise ValueError(f"{self.root}: the three libFM files hold no lines")
+            raise ValueError(f"{self.root}: the libFM files {[p.name for p in self.paths.values()]} hold no lines")
         n_rows = self.cfg["num_rows"]
         if n_rows is not None and n_rows < total:  # a prefix of each file, in proportion to its size
             keep = {s: int(round(n_rows * len(v) / total)) for s, v in lines.items()}
             lines = {s: v.head(keep[s]) for s, v in lines.items()}
-        return {s: parse_libfm(self.paths[s], lines[s], self.fields) for s in SPLITS}
+        return {s: parse_libfm(p, lines[s], self.fields) for s, p in self.paths.items()}
 
     def _check_positions(self, parsed: dict[str, ParsedFile]) -> list[str]:
         """Flag (as bad) every line with an index outside its field's position; return their descriptions."""
+        files = list(parsed)  # the files read, in split order
         good = {s: ~p.bad for s, p in parsed.items()}
-        idx = np.concatenate([parsed[s].idx[good[s]] for s in SPLITS])
+        idx = np.concatenate([parsed[s].idx[good[s]] for s in files])
         conflict, home, home_n = position_conflicts(idx)
         if not conflict.any():
             return []
         rows = np.flatnonzero(conflict.any(axis=1))
-        where = np.concatenate([np.flatnonzero(good[s]) for s in SPLITS])  # line (0-based) of each good row
-        split_of = np.concatenate([np.full(int(good[s].sum()), i) for i, s in enumerate(SPLITS)])
+        where = np.concatenate([np.flatnonzero(good[s]) for s in files])  # line (0-based) of each good row
+        file_of = np.concatenate([np.full(int(good[s].sum()), i) for i, s in enumerate(files)])
         descriptions = []
         for r in rows[: 1 if self.cfg["on_bad_line"] == "error" else REPORT_BAD]:
             j = int(np.flatnonzero(conflict[r])[0])
             h = int(home[r, j])
-            path = parsed[SPLITS[split_of[r]]].path
+            path = parsed[files[file_of[r]]].path
             descriptions.append(
                 f"{path} line {where[r] + 1}, position {j + 1} (field {self.fields[j]}): index {idx[r, j]} "
                 f"is at position {h + 1} (field {self.fields[h]}) on {home_n[r, j]} lines"
             )
         if self.cfg["on_bad_line"] == "error":
             raise ValueError(descriptions[0])
-        for i, s in enumerate(SPLITS):
-            mine = rows[split_of[rows] == i]
+        for i, s in enumerate(files):
+            mine = rows[file_of[rows] == i]
             parsed[s].bad[where[mine]] = True
         return descriptions
 
@@ -289,8 +308,7 @@ class LibFMSource:
         c = self.cfg
         parsed = self._read()
         examples: list[str] = []
-        for s in SPLITS:
-            p = parsed[s]
+        for p in parsed.values():
             bad_rows = np.flatnonzero(p.bad)
             if len(bad_rows) == 0:
                 continue
@@ -299,8 +317,8 @@ class LibFMSource:
                 raise ValueError(described[0])
             examples += described
         examples += self._check_positions(parsed)
-        lines_read = {s: len(parsed[s].label) for s in SPLITS}
-        skipped = {s: int(parsed[s].bad.sum()) for s in SPLITS}
+        lines_read = {s: len(p.label) for s, p in parsed.items()}
+        skipped = {s: int(p.bad.sum()) for s, p in parsed.items()}
         if sum(skipped.values()):
             log.warning(
                 "%s: skipped %d malformed lines, e.g. %s",
@@ -308,13 +326,13 @@ class LibFMSource:
                 sum(skipped.values()),
                 "; ".join(examples[:REPORT_BAD]),
             )
-        idx = {s: parsed[s].idx[~parsed[s].bad] for s in SPLITS}
-        labels = {s: parsed[s].label[~parsed[s].bad] for s in SPLITS}
+        idx = {s: p.idx[~p.bad] for s, p in parsed.items()}
+        labels = {s: p.label[~p.bad] for s, p in parsed.items()}
         if sum(len(v) for v in labels.values()) == 0:
             raise ValueError(f"{self.root}: no well-formed lines, e.g. {examples[0]}")
 
-        all_idx = np.concatenate([idx[s] for s in SPLITS])
-        all_labels = np.concatenate([labels[s] for s in SPLITS])
+        all_idx = np.concatenate(list(idx.values()))  # the files pooled, in split order
+        all_labels = np.concatenate(list(labels.values()))
         rng = np.random.default_rng(c["seed"])
         if c["split"] == "random":
             rows = split_indices(len(all_labels), c["ratios"], rng)
