@@ -5,6 +5,7 @@ embedding, malformed lines, splits, thresholds, cache keys, the Hydra config and
 from __future__ import annotations
 
 import logging
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -264,6 +265,34 @@ def test_hydra_config_builds_the_source(tmp_path):
     assert src.fields == ["UserID", "MovieID", "Gender", "Age", "Occupation", "Zipcode", "Timestamp", "Genres"]
     assert src.cfg["split"] == [0.8, 0.1, 0.1] and src.cfg["min_count"] == 1 and src.cfg["num_rows"] == 100
     assert cfg.data.batch_size == 1024 and cfg.data.paper_dataset == "movielens_1m"
+
+
+def readme_commands() -> list[list[str]]:
+    """The README's MovieLens-1M commands (lines starting ``MOVIELENS_1M=``), each as its Hydra overrides."""
+    lines = [x.strip() for x in (ROOT / "README.md").read_text().splitlines() if x.strip().startswith("MOVIELENS_1M=")]
+    return [shlex.split(x.split("python -m ctrlab.train", 1)[1]) for x in lines]
+
+
+def test_readme_commands_choose_the_fields_they_name(tmp_path):
+    """Every README MovieLens-1M command composes with the train config, builds a cache on the hand-written
+    files with the fields it names (the default 8 when it names none) and its model scores a batch; one of
+    them is the default without UserID (DPN's 7), so a reader sees every field name to write."""
+    default = ["UserID", "MovieID", "Gender", "Age", "Occupation", "Zipcode", "Timestamp", "Genres"]
+    root = write(tmp_path / "ml-1m")
+    chosen = []
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        for k, overrides in enumerate(readme_commands()):
+            cfg = compose("train", overrides=[*overrides, f"data.source.root={root}"])
+            fm, splits = build(instantiate(cfg.data.source), tmp_path / f"c{k}")
+            fields = next((o.split("=", 1)[1].strip("[]").split(",") for o in overrides
+                           if o.startswith("data.source.fields=")), default)  # fmt: skip
+            assert [f.name for f in fm.fields] == fields, overrides
+            model = instantiate(cfg.model, _partial_=True)(feature_map=fm)
+            batch = next(iter(BatchLoader(splits["train"], batch_size=4, shuffle=False)))
+            assert torch.isfinite(model(batch)).all() and model(batch).shape == (4,)
+            chosen.append(fields)
+    assert default in chosen and default[1:] in chosen, chosen
 
 
 def write_ml1m_like(root: Path, seed: int = 0) -> Path:
