@@ -333,6 +333,43 @@ def test_train_rows_are_a_seeded_shuffle_of_the_pooled_files(tmp_path):
     np.testing.assert_array_equal(order, np.random.default_rng(7).permutation(n))
 
 
+def _numbered_rows(n: int) -> list[str]:
+    """``n`` <= 40 rows whose line number i is written as slotid s<i mod 5> and creative c<i mod 8> (which
+    determine i < 40), so that a few train lines see every value."""
+    return [raw_row(slotid=f"s{i % 5}", creative=f"c{i % 8}") for i in range(n)]
+
+
+def _line_numbers(fm, splits) -> dict[str, list[int]]:
+    """Each split's rows as the 0-based line numbers (over train.log.txt's data lines, then test.log.txt's)
+    of ``_numbered_rows``; every value must be kept in train (ids: s0..s4 -> 1..5, c0..c7 -> 1..8)."""
+    slot, creative = FIELDS.index("slotid"), FIELDS.index("creative")
+    assert fm.vocab_sizes[slot] == 5 + 2 and fm.vocab_sizes[creative] == 8 + 2
+    line = {(i % 5 + 1, i % 8 + 1): i for i in range(40)}
+    return {s: [line[a, b] for a, b in splits[s].ids[:, [slot, creative]].tolist()] for s in SPLITS}
+
+
+@pytest.mark.parametrize("split", [[0.6, 0.2, 0.2], "given"])
+def test_a_skipped_line_moves_no_other_line(tmp_path, split):
+    """A line's split, and its place among the split's rows, depend only on the seed, the number of lines and
+    its line number in the pooled files (train.log.txt's data lines, then test.log.txt's): replacing line k by
+    a malformed one (on_bad_line=skip) gives every split of the all-good files less line k. (Deleting line k
+    instead renumbers the lines after it and changes the line count the split is drawn over: no split by
+    line number could leave the others in place then.)"""
+    rows = _numbered_rows(40)
+    extra = {"valid_fraction_of_train": 0.25} if split == "given" else {}
+    good = source(write_raw(tmp_path / "good", rows[:24], rows[24:]), split=split, seed=3, **extra)
+    expected = _line_numbers(*build(good, tmp_path / "c"))
+    assert sorted(sum(expected.values(), [])) == list(range(40))
+    if split == "given":
+        assert expected["test"] == list(range(24, 40))
+    for k in (5, 30):  # a line of train.log.txt, one of test.log.txt
+        bad_rows = [raw_row(click="2") if i == k else r for i, r in enumerate(rows)]
+        folder = write_raw(tmp_path / f"bad{k}", bad_rows[:24], bad_rows[24:])
+        fm, splits = build(source(folder, split=split, seed=3, on_bad_line="skip", **extra), tmp_path / "c")
+        assert fm.extra["bad_lines_skipped"] == 1
+        assert _line_numbers(fm, splits) == {s: [i for i in lines if i != k] for s, lines in expected.items()}
+
+
 # --------------------------------------------------------------------------------------------- bad rows
 
 GOOD = raw_row()
@@ -430,7 +467,11 @@ def test_skip_drops_counts_and_reports_bad_rows(tmp_path, caplog):
         fm, splits = build(source(folder, on_bad_line="skip", chunk_rows=3), tmp_path / "c")
     assert fm.extra["bad_lines_skipped"] == len(RAW_BAD)
     assert sum(fm.split_sizes.values()) == 20 - len(RAW_BAD)
-    assert fm.split_sizes == {"train": 9, "valid": 1, "test": 3}  # the split is drawn over the good rows
+    # the split is drawn over all 20 lines (train.log.txt's, then test.log.txt's), then the bad ones leave
+    order, bad = np.random.default_rng(0).permutation(20), {2 * i + 1 for i in range(len(RAW_BAD))}
+    parts = {"train": order[:14], "valid": order[14:16], "test": order[16:]}
+    assert fm.split_sizes == {s: len(set(lines) - bad) for s, lines in parts.items()}
+    assert fm.split_sizes == {"train": 9, "valid": 2, "test": 2}
     assert (np.concatenate([splits[s].labels for s in SPLITS]) == 1.0).all()  # only good rows are left
     assert "skipped 7 malformed lines" in caplog.text and "train.log.txt line 3, column slotprice" in caplog.text
     assert fm.extra["bad_line_examples"][1].startswith(f"{folder / 'train.log.txt'} line 5, column 28")

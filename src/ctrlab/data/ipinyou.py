@@ -72,36 +72,43 @@ Recipes (``recipe``); both read the same 16 fields and seasons 2 + 3 (all that m
 ``split: given`` (either recipe, a departure from both papers): the files' own train/test (by date); valid
 is a random ``valid_fraction_of_train`` of the train files' rows. Test rows stay in file order.
 
+Splits are drawn over the lines of the files (pooled in reading order: per folder ``train`` then ``test``)
+before any line is parsed: a random split is a seeded permutation of all lines cut at the ratios
+(``ctrlab.data.tabular.random_split``); ``given`` permutes the train files' lines and keeps the test
+files' lines in order (``given_split``). So a line's split and its place in it depend only on the seed,
+the number of lines and the line's number in the pooled files, never on which other lines are malformed:
+a skipped line leaves a gap, it moves no other line.
+
 Clicks are ~0.08% of rows. Nothing is down-sampled or re-weighted: the splits keep the natural click rate
 (logloss values like DynInt's 0.0056 depend on it). ``feature_map.extra["clicks"]`` counts each split's.
 
 Ids: within a field, kept values get ids 1..V in ascending (string) order of the value, V + 1 is OOV, so the
 output depends on neither ``chunk_rows`` nor the order of the files' values. The train split is written in
 permutation order (already shuffled). ``num_rows`` keeps only the first N rows of each file (smoke runs).
+The FNN encoding's ``other`` becomes the token ``FNN_OOV_TOKEN``, which no raw cell can be (it holds a NUL
+byte, which makes a raw line malformed) and which the encoding never keeps.
 
 Malformed rows (raw: a column count other than the header's, a click other than 0/1, a slotprice that is not
 an integer; fm: a label other than 0/1, a token that is not ``index:1``, an index missing from the featindex,
 a number of indices other than 16, a field twice; both: a NUL byte) stop the build with a ``ValueError``
 naming the file, the 1-based line and the column/field, unless ``on_bad_line: skip``: then they are dropped
-before the split, counted (``extra["bad_lines_skipped"]``) and the first few reported. A malformed header or
-featindex line always raises.
+(after the split is drawn, see above), counted (``extra["bad_lines_skipped"]``) and the first few reported.
+A malformed header or featindex line always raises.
 
-Memory and speed (vectorised with polars/numpy, no Python loop over rows): each file is read ``chunk_rows``
-lines at a time and split at the tabs/spaces; each field's values are turned into integer codes through a
-per-field dictionary (a polars join per chunk): a row's strings do not outlive its chunk, and each distinct
-value is stored once. The codes of every row are held in memory as int32 [16, N] (N = 19.5M: ~1.25 GB) with
-the labels; the split, the train counts (``np.bincount``) and the encoding of the output (a lookup table per
-field) are then numpy operations, and each split is written block by block into ``.npy`` files. Peak memory
-~ the codes + one chunk's frames (~3 KB a line) + the dictionaries (up to millions of distinct IP prefixes
-on the full data: a few hundred MB). Measured on 1.25M synthetic rows of this layout (2 busy cores):
-~125k rows/s, 0.9 GB peak RSS with ``chunk_rows`` 250,000; the full data should take a few minutes.
+Streaming (DESIGN §3) through ``ctrlab.data.tabular``, as Criteo and Avazu: this module supplies the two
+formats' parsers (one per file: each raw file has its header, each folder its featindex), which split
+``chunk_rows`` lines at a time at the tabs/spaces and derive the 16 fields' string tokens, vectorised with
+polars/numpy; the pipeline counts the train split's tokens, encodes and places the rows. Memory: one
+chunk's frames (~3 KB a line) + the train value counts (up to millions of distinct IP prefixes on the full
+data) + 4 bytes a line for the split + the featindexes. Every line is parsed twice (count, then encode):
+on 200k synthetic raw rows (2 busy cores) ~55k rows/s, where the former in-memory reader (int32 [16, N]
+codes, 1.25 GB on the full 19.5M rows) did ~87k rows/s.
 """
 
 from __future__ import annotations
 
-import logging
-import time
-from collections.abc import Iterator, Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,14 +116,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from ctrlab.data import tabular
 from ctrlab.data.cache import file_fingerprint
-from ctrlab.data.checks import ON_BAD_LINE, REPORT_BAD, check_choice, check_positive
-from ctrlab.data.schema import SPLITS, FeatureMap, Field
-from ctrlab.data.tabular import count_lines, line_chunks
+from ctrlab.data.checks import ON_BAD_LINE, check_choice, check_positive
+from ctrlab.data.schema import FeatureMap
+from ctrlab.data.tabular import Categorical, FieldSpec, ParsedChunk, TextFile
 
-log = logging.getLogger(__name__)
-
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # 2: the split is drawn over all lines, so skipped malformed lines move no other line
 RECIPES = ("dynint", "optinter")
 FORMATS = ("raw", "fm")
 FIELDS = [
@@ -157,91 +163,24 @@ FILES = {"raw": ("train.log.txt", "test.log.txt"), "fm": ("train.fm.txt", "test.
 FEATINDEX = "featindex.fm.txt"
 MISSING_VALUES = ["", "null"]  # make-ipinyou-data writes an empty cell as "null"
 FNN_OOV = "other"  # featindex.fm.txt's bucket for values outside the FNN encoder's vocabulary
+FNN_OOV_TOKEN = "\x00other"  # its token: never a raw cell's (a NUL byte makes a raw line malformed), never kept
 OSES = ["windows", "ios", "mac", "android", "linux"]  # make-ipinyou-data's order: the first found wins
 BROWSERS = ["chrome", "sogou", "maxthon", "safari", "firefox", "theworld", "opera", "ie"]
 SEASON_ADVERTISERS = {2: ["1458", "3358", "3386", "3427", "3476"], 3: ["2259", "2261", "2821", "2997"]}
-# per-field codes before thresholding: 0 missing, 1 the FNN encoder's "other" (always OOV), 2.. values
-_MISSING, _FORCED_OOV, _FIRST = 0, 1, 2
-_WRITE_ROWS = 1 << 20  # rows per block when writing a split
-
-
-# --------------------------------------------------------------------------------------------- reading
-
-
-def read_lines(data: bytes) -> tuple[pl.Series, np.ndarray]:
-    """The lines of ``data`` as one String series (null = empty line; a CRLF's CR dropped) and the 0-based
-    indices of lines that hold a NUL byte (blanked, so that the reader keeps one column per line). [n], [k]"""
-    nul = np.empty(0, dtype=np.int64)
-    if b"\x00" in data:
-        buf = np.frombuffer(data, dtype=np.uint8)
-        nul = np.unique(np.searchsorted(np.flatnonzero(buf == 10), np.flatnonzero(buf == 0)))
-        data = data.replace(b"\x00", b" ")
-    lines = pl.read_csv(
-        data,
-        separator="\x00",  # never a column separator once blanked: each line stays one string
-        has_header=False,
-        quote_char=None,
-        schema={"line": pl.String},
-        encoding="utf8-lossy",
-        raise_if_empty=False,
-    )["line"]
-    return lines, nul
-
-
-def file_rows(path: Path, chunk_rows: int, max_rows: int, header: bool) -> Iterator[tuple[int, bytes]]:
-    """Yield ``(0-based file line of the chunk's first row, the rows' bytes)`` for the first ``max_rows``
-    data rows of ``path``, skipping its header line when ``header``."""
-    skip = int(header)
-    for first, _, data in line_chunks(path, chunk_rows, max_rows + skip):
-        if first == 0 and skip:
-            data = data[data.index(b"\n") + 1 :]
-            first = 1
-            if not data:
-                continue
-        yield first, data
 
 
 @dataclass
-class Parsed:
-    """One chunk: labels float32 [n], per-field codes int32 [16, n] (garbage on bad rows), bad bool [n] and
-    how to describe a bad row (``describe(row) -> str``)."""
+class Chunk(ParsedChunk):
+    """A parsed chunk of either format: ``frame`` holds ``label`` and the 16 fields' tokens (String, null =
+    missing); ``why(row)`` says why a bad row is bad (it knows the chunk's file: its header or featindex)."""
 
-    labels: np.ndarray
-    codes: np.ndarray
-    bad: np.ndarray
-    describe: Any
+    why: Callable[[int], str]
 
 
-class FieldCodes:
-    """A growing dictionary value -> code (>= 2) for one field; codes follow first appearance. The strings live
-    here once each, not once a row."""
-
-    def __init__(self) -> None:
-        self.table = pl.DataFrame(schema={"value": pl.String, "code": pl.Int32})
-
-    @property
-    def size(self) -> int:
-        return _FIRST + self.table.height
-
-    def encode(self, values: pl.Series) -> np.ndarray:
-        """Codes of ``values`` (String, null -> 0), adding the values not seen before. int32 [n]"""
-        frame = values.rename("value").to_frame()
-        joined = frame.join(self.table, on="value", how="left", maintain_order="left")
-        new = joined.filter(pl.col("code").is_null())["value"].drop_nulls().unique(maintain_order=True)
-        if len(new):
-            size = self.size
-            added = pl.DataFrame(
-                {"value": new, "code": pl.int_range(size, size + len(new), dtype=pl.Int32, eager=True)}
-            )
-            self.table = pl.concat([self.table, added], rechunk=False)
-            if self.table.n_chunks() > 64:  # appends pile up chunks: merge them now and then
-                self.table = self.table.rechunk()
-            joined = frame.join(self.table, on="value", how="left", maintain_order="left")
-        return joined["code"].fill_null(_MISSING).to_numpy().astype(np.int32, copy=False)
-
-    def values_of(self, codes: np.ndarray) -> pl.Series:
-        """The values of ``codes`` (all >= 2), in that order. [k]"""
-        return self.table["value"].gather(pl.Series(codes - _FIRST, dtype=pl.UInt32))
+def explain_bad_line(chunk: ParsedChunk, row: int) -> str:
+    """Why row ``row`` is malformed, e.g. ``", column click: '2' is not 0 or 1"``."""
+    assert isinstance(chunk, Chunk), "iPinYou's parsers make Chunks"
+    return chunk.why(row)
 
 
 # --------------------------------------------------------------------------------------------- raw logs
@@ -254,9 +193,7 @@ class RawHeader:
 
     @classmethod
     def read(cls, path: Path) -> RawHeader:
-        with path.open("rb") as fh:
-            first = fh.readline().decode("utf-8", errors="replace").rstrip("\r\n")
-        names = [n.strip() for n in first.split("\t")]
+        names = [n.strip() for n in tabular.first_line(path).decode("utf-8", errors="replace").split("\t")]
         for name in [LABEL, *FIELDS]:
             if name not in names:
                 raise ValueError(
@@ -298,28 +235,19 @@ def _slotprice(price: pl.Expr) -> pl.Expr:
     )
 
 
-def parse_raw(data: bytes, header: RawHeader, codes: dict[str, FieldCodes], where: Any) -> Parsed:
-    """Split raw log lines into the 16 derived fields, flag malformed lines, encode the good ones."""
-    lines, nul = read_lines(data)
-    pieces = lines.str.split("\t")
-    raw = pl.DataFrame(
-        {
-            "_ncols": pieces.list.len().fill_null(0),
-            **{c: pieces.list.get(j, null_on_oob=True) for c, j in header.index.items()},
-        }
-    )
+def parse_raw(data: bytes, header: RawHeader) -> Chunk:
+    """Split raw log lines into ``label`` and the 16 derived fields' tokens; flag malformed lines."""
+    raw, nul = tabular.split_cells(data, "\t", header.names[: max(header.index.values()) + 1])
     price = _missing("slotprice").str.to_integer(strict=False)
-    checks = raw.select(
-        bad=(
-            (pl.col("_ncols") != len(header.names))
-            | ~pl.col(LABEL).is_in(["0", "1"])
-            | (price.is_null() & ~pl.col("slotprice").is_in(MISSING_VALUES))
-        ).fill_null(True)
+    bad = (
+        (pl.col("_ncols") != len(header.names))
+        | ~pl.col(LABEL).is_in(["0", "1"])
+        | (price.is_null() & ~pl.col("slotprice").is_in(MISSING_VALUES))
     )
-    bad = checks["bad"].to_numpy().copy()
-    bad[nul] = True
-    good = raw.filter(pl.Series(~bad))
-    tokens = good.select(
+    bad_mask = raw.select(bad.fill_null(True)).to_series().to_numpy().copy()
+    bad_mask[nul] = True
+    frame = raw.select(
+        (pl.col(LABEL) == "1").cast(pl.Float32).alias("label"),
         *[_missing(c).alias(c) for c in FIELDS[:2]],
         _useragent(),
         _missing("IP").str.replace(r"^(\d{1,3}\.\d{1,3}\.\d{1,3})\.\d{1,3}$", "${1}.*").alias("IP"),
@@ -327,27 +255,22 @@ def parse_raw(data: bytes, header: RawHeader, codes: dict[str, FieldCodes], wher
         _slotprice(price),
         *[_missing(c).alias(c) for c in FIELDS[14:]],
     )
-    out = np.zeros((len(FIELDS), len(bad)), dtype=np.int32)
-    for j, f in enumerate(FIELDS):
-        out[j, ~bad] = codes[f].encode(tokens[f])
-    labels = np.zeros(len(bad), dtype=np.float32)
-    labels[~bad] = (good[LABEL] == "1").cast(pl.Float32).to_numpy()
 
-    def describe(row: int) -> str:
+    def why(row: int) -> str:
         if row in set(nul.tolist()):
-            return f"{where(row)}: contains a NUL byte"
+            return ": contains a NUL byte"
         cells = raw.row(row, named=True)
         n, expected = cells["_ncols"], len(header.names)
         if n == 0:
-            return f"{where(row)}, column {LABEL}: empty line, expected {expected} tab-separated columns"
+            return f", column {LABEL}: empty line, expected {expected} tab-separated columns"
         if n != expected:
             column = header.names[n] if n < expected else str(expected + 1)
-            return f"{where(row)}, column {column}: {n} tab-separated columns, expected {expected} (the header's)"
+            return f", column {column}: {n} tab-separated columns, expected {expected} (the header's)"
         if cells[LABEL] not in ("0", "1"):
-            return f"{where(row)}, column {LABEL}: {cells[LABEL]!r} is not 0 or 1"
-        return f"{where(row)}, column slotprice: {cells['slotprice']!r} is not an integer"
+            return f", column {LABEL}: {cells[LABEL]!r} is not 0 or 1"
+        return f", column slotprice: {cells['slotprice']!r} is not an integer"
 
-    return Parsed(labels, out, bad, describe)
+    return Chunk(frame, bad_mask, raw if bad_mask.any() else None, why)
 
 
 # --------------------------------------------------------------------------------------------- fm format
@@ -355,20 +278,21 @@ def parse_raw(data: bytes, header: RawHeader, codes: dict[str, FieldCodes], wher
 
 @dataclass
 class FeatIndex:
-    """One ``featindex.fm.txt`` decoded: for each index, its field (-1: no such index) and value code."""
+    """One ``featindex.fm.txt`` decoded: for each index, its field (-1: no such index) and its token (null:
+    missing or no such index; ``FNN_OOV_TOKEN`` for ``field:other``)."""
 
     path: Path
     field: np.ndarray  # int8 [max index + 1]
-    code: np.ndarray  # int32 [max index + 1]
+    token: pl.Series  # String [max index + 1]
 
     @property
     def size(self) -> int:
         return len(self.field)
 
     @classmethod
-    def read(cls, path: Path, codes: dict[str, FieldCodes]) -> FeatIndex:
+    def read(cls, path: Path) -> FeatIndex:
         """Parse ``field:value<TAB>index`` lines; a malformed line raises naming its line and field."""
-        lines, nul = read_lines(path.read_bytes())
+        lines, nul = tabular.text_lines(path.read_bytes())
         pieces = lines.str.split("\t")
         feature = pieces.list.get(0, null_on_oob=True).str.splitn(":", 2).struct.unnest()
         frame = pl.DataFrame(
@@ -393,16 +317,14 @@ class FeatIndex:
         if frame.height == 0:
             raise ValueError(f"{path}: empty featindex, expected field:value<TAB>index lines")
         size = int(frame["index"].max()) + 1
+        idx = frame["index"].to_numpy()
         field = np.full(size, -1, dtype=np.int8)
-        code = np.zeros(size, dtype=np.int32)
-        for j, f in enumerate(FIELDS):  # once per field, not per row
-            part = frame.filter(pl.col("field") == f)
-            idx = part["index"].to_numpy()
-            field[idx] = j
-            value = part.select(pl.when(~pl.col("value").is_in([*MISSING_VALUES, FNN_OOV])).then(pl.col("value")))
-            code[idx] = codes[f].encode(value.to_series())
-            code[idx[(part["value"] == FNN_OOV).to_numpy()]] = _FORCED_OOV
-        return cls(path, field, code)
+        field[idx] = frame["field"].replace_strict(FIELDS, range(len(FIELDS)), return_dtype=pl.Int8).to_numpy()
+        value = pl.col("value")
+        token = frame.select(
+            pl.when(value == FNN_OOV).then(pl.lit(FNN_OOV_TOKEN)).when(~value.is_in(MISSING_VALUES)).then(value)
+        ).to_series()
+        return cls(path, field, pl.Series(np.arange(size)).replace_strict(idx, token, default=None))
 
 
 def _describe_featindex(path: Path, frame: pl.DataFrame, row: int, nul: np.ndarray) -> str:
@@ -420,9 +342,10 @@ def _describe_featindex(path: Path, frame: pl.DataFrame, row: int, nul: np.ndarr
     return f"{where}, field {cells['field']}: index {cells['index']} is on lines {lines[0]} and {lines[1]}"
 
 
-def parse_fm(data: bytes, index: FeatIndex, where: Any) -> Parsed:
-    """Decode ``label idx:1 ...`` lines to per-field codes through ``index``; flag malformed lines."""
-    lines, nul = read_lines(data)
+def parse_fm(data: bytes, index: FeatIndex) -> Chunk:
+    """Decode ``label idx:1 ...`` lines through ``index`` into ``label`` and the 16 fields' tokens; flag
+    malformed lines."""
+    lines, nul = tabular.text_lines(data)
     tokens = lines.str.split(" ")
     n_tokens = tokens.list.len().fill_null(0).to_numpy()
     label = tokens.list.get(0, null_on_oob=True)
@@ -443,54 +366,58 @@ def parse_fm(data: bytes, index: FeatIndex, where: Any) -> Parsed:
     bad = (n_tokens != len(FIELDS) + 1) | ~label.is_in(["0", "1"]).fill_null(False).to_numpy()
     bad |= ~known.all(axis=1) | ~one_per_field
     bad[nul] = True
-    good = np.flatnonzero(~bad)
-    out = np.zeros((len(FIELDS), len(bad)), dtype=np.int32)
-    out[field[good], good[:, None]] = index.code[idx[good]]  # each good row has each field once
-    labels = (label == "1").fill_null(False).cast(pl.Float32).to_numpy()
+    # a good row holds each field once: its indices sorted by field are in FIELDS order (bad rows: garbage)
+    by_field = np.take_along_axis(idx, np.argsort(field, axis=1, kind="stable"), axis=1)  # [n, 16]
+    frame = pl.DataFrame(
+        {
+            "label": (label == "1").fill_null(False).cast(pl.Float32),
+            **{f: index.token.gather(pl.Series(by_field[:, j], dtype=pl.UInt32)) for j, f in enumerate(FIELDS)},
+        }
+    )
 
-    def describe(row: int) -> str:
+    def why(row: int) -> str:
         if row in set(nul.tolist()):
-            return f"{where(row)}: contains a NUL byte"
+            return ": contains a NUL byte"
         line = lines[row]
         if not line:
-            return f"{where(row)}, field label: empty line, expected 'label idx:1 ...' with 16 indices"
+            return ", field label: empty line, expected 'label idx:1 ...' with 16 indices"
         toks = line.split(" ")
         if toks[0] not in ("0", "1"):
-            return f"{where(row)}, field label: {toks[0]!r} is not 0 or 1"
+            return f", field label: {toks[0]!r} is not 0 or 1"
         seen: dict[str, list[int]] = {}
         for k, tok in enumerate(toks[1:], start=1):
             i = tok[:-2] if tok.endswith(":1") else ""
             if not i.isdigit():
-                return f"{where(row)}, field ? (token {k}): {tok!r} is not 'index:1'"
+                return f", field ? (token {k}): {tok!r} is not 'index:1'"
             if int(i) >= index.size or index.field[int(i)] < 0:
-                return f"{where(row)}, field ? (token {k}): index {int(i)} is not in {index.path}"
+                return f", field ? (token {k}): index {int(i)} is not in {index.path}"
             seen.setdefault(FIELDS[index.field[int(i)]], []).append(int(i))
         twice = [f for f in FIELDS if len(seen.get(f, [])) > 1]
         if twice:
-            return f"{where(row)}, field {twice[0]}: appears twice (indices {seen[twice[0]]})"
+            return f", field {twice[0]}: appears twice (indices {seen[twice[0]]})"
         lacking = [f for f in FIELDS if f not in seen]
-        return (
-            f"{where(row)}, field {lacking[0]}: no index for it ({len(toks) - 1} indices, expected 16, one per field)"
-        )
+        return f", field {lacking[0]}: no index for it ({len(toks) - 1} indices, expected 16, one per field)"
 
-    return Parsed(labels, out, bad, describe)
+    return Chunk(frame, bad, None, why)
 
 
 # --------------------------------------------------------------------------------------------- source
 
 
-@dataclass
-class _Read:
-    """Every row of every file: codes int32 [16, N], labels float32 [N], bad bool [N], in_test bool [N]
-    (from a test file), and per-file facts."""
-
-    codes: np.ndarray
-    labels: np.ndarray
-    bad: np.ndarray
-    in_test: np.ndarray
-    files: list[dict[str, Any]]
-    examples: list[str]
-    field_codes: dict[str, FieldCodes]
+def given_split(
+    files: Sequence[TextFile], is_test: Sequence[bool], valid_fraction: float, seed: int
+) -> tabular.SplitPlan:
+    """The files' own split: the train files' lines (in reading order) get a seeded permutation, cut into
+    train | valid (``valid_fraction`` of them); the test files' lines follow in reading order."""
+    test = np.concatenate([np.full(f.lines, t, dtype=bool) for f, t in zip(files, is_test, strict=True)])
+    n_train_valid = int((~test).sum())
+    first = tabular.seeded_positions(n_train_valid, seed)
+    pos = np.empty(len(test), dtype=first.dtype if len(test) < 2**32 else np.int64)
+    pos[~test] = first
+    pos[test] = np.arange(n_train_valid, len(test))
+    n_valid = round(valid_fraction * n_train_valid)
+    bounds = [0, n_train_valid - n_valid, n_train_valid, len(test)]
+    return tabular.SplitPlan(pos, np.array(bounds, dtype=np.int64))
 
 
 class IPinYouSource:
@@ -598,166 +525,64 @@ class IPinYouSource:
             "files": [file_fingerprint(p) for p in paths],
         }
 
-    # ----------------------------------------------------------------------------------------- reading
-
-    def _read(self) -> _Read:
-        """Parse every file once: validate each row and turn it into per-field codes."""
-        c = self.cfg
-        raw = c["format"] == "raw"
-        files = self.files()
-        limit = c["num_rows"]
-        counts = []
-        for path, _, _ in files:
-            n = count_lines(path, None if limit is None else limit + raw) - raw
-            counts.append(max(n, 0))
-        total = sum(counts)
-        codes = np.zeros((len(FIELDS), total), dtype=np.int32)
-        labels = np.zeros(total, dtype=np.float32)
-        bad = np.zeros(total, dtype=bool)
-        in_test = np.zeros(total, dtype=bool)
-        field_codes = {f: FieldCodes() for f in FIELDS}
-        indexes: dict[Path, FeatIndex] = {}
-        facts, examples = [], []
-        at = 0
-        for (path, is_test, featindex), n in zip(files, counts, strict=True):
-            if raw:
-                header = RawHeader.read(path)
-            elif featindex not in indexes:
-                indexes[featindex] = FeatIndex.read(featindex, field_codes)
-            done = 0
-            for first, data in file_rows(path, self.chunk_rows, n, header=raw):
-
-                def where(row: int, first: int = first, path: Path = path) -> str:
-                    return f"{path} line {first + row + 1}"
-
-                if raw:
-                    chunk = parse_raw(data, header, field_codes, where)
-                else:
-                    chunk = parse_fm(data, indexes[featindex], where)
-                k = len(chunk.bad)
-                rows = slice(at + done, at + done + k)
-                codes[:, rows], labels[rows], bad[rows] = chunk.codes, chunk.labels, chunk.bad
-                if chunk.bad.any():
-                    first_bad = np.flatnonzero(chunk.bad)
-                    if c["on_bad_line"] == "error":
-                        raise ValueError(chunk.describe(int(first_bad[0])))
-                    examples += [chunk.describe(int(r)) for r in first_bad[: REPORT_BAD - len(examples)]]
-                done += k
-            if done != n:  # the line reader must keep every line, empty ones too
-                raise AssertionError(f"{path}: parsed {done} rows, counted {n}")
-            in_test[at : at + n] = is_test
-            ok = ~bad[at : at + n]
-            facts.append({"file": str(path), "rows": int(ok.sum()), "clicks": int(labels[at : at + n][ok].sum())})
-            at += n
-        return _Read(codes, labels, bad, in_test, facts, examples, field_codes)
-
-    # ----------------------------------------------------------------------------------------- split
-
-    def _split_rows(self, read: _Read) -> dict[str, np.ndarray]:
-        """Row indices (into ``read``) of each split, in output order. Bad rows are left out first."""
-        c = self.cfg
-        rng = np.random.default_rng(c["seed"])
-        good = np.flatnonzero(~read.bad)
-        if c["split"] == "given":
-            train_file = good[~read.in_test[good]]
-            train_file = train_file[rng.permutation(len(train_file))]
-            n_valid = round(c["valid_fraction_of_train"] * len(train_file))
-            n_train = len(train_file) - n_valid
-            return {
-                "train": train_file[:n_train],
-                "valid": train_file[n_train:],
-                "test": good[read.in_test[good]],  # file order
-            }
-        n = len(good)
-        rows = good[rng.permutation(n)]
-        ratios = c["split"]
-        if len(ratios) == 3:
-            n_train, n_valid = round(ratios[0] * n), round(ratios[1] * n)
-        else:
-            n_train_valid = round(ratios[0] * n)
-            n_valid = round(c["valid_fraction_of_train"] * n_train_valid)
-            n_train = n_train_valid - n_valid
-        return {
-            "train": rows[:n_train],
-            "valid": rows[n_train : n_train + n_valid],
-            "test": rows[n_train + n_valid :],
-        }
-
-    # ----------------------------------------------------------------------------------------- encoding
-
-    def _lookups(self, read: _Read, train: np.ndarray) -> tuple[list[Field], list[np.ndarray], list[pl.Series]]:
-        """Per field: the Field, a code -> local id table (0 missing, 1..V kept values in value order, V + 1
-        OOV) and the kept values."""
-        fields, tables, kept_values = [], [], []
-        for j, f in enumerate(FIELDS):
-            codes = read.field_codes[f]
-            counts = np.bincount(read.codes[j, train], minlength=codes.size)
-            kept = np.flatnonzero(counts >= self.cfg["min_count"])
-            kept = kept[kept >= _FIRST]
-            values = codes.values_of(kept)
-            order = values.arg_sort().to_numpy()  # ids follow the value order, not the reading order
-            oov = len(kept) + 1
-            table = np.full(codes.size, oov, dtype=np.int32)
-            table[_MISSING] = 0
-            table[kept[order]] = np.arange(1, oov, dtype=np.int32)
-            fields.append(Field(f, oov + 1))
-            tables.append(table)
-            kept_values.append(values.gather(pl.Series(order, dtype=pl.UInt32)))
-        return fields, tables, kept_values
-
     def build(self, out_dir: Path) -> FeatureMap:
         """Write ``{split}_ids.npy`` int32 [N, 16] and ``{split}_labels.npy`` float32 [N] into ``out_dir``."""
         c = self.cfg
-        start = time.perf_counter()
-        read = self._read()
-        n_lines, n_bad = len(read.bad), int(read.bad.sum())
-        if n_lines == 0:
-            raise ValueError(f"{self.root}: no rows to read in {[str(p) for p, _, _ in self.files()]}")
-        if n_bad == n_lines:
-            raise ValueError(f"{self.root}: all {n_lines} rows are malformed, e.g. {read.examples[0]}")
-        if n_bad:
-            log.warning("%s: skipped %d malformed lines, e.g. %s", self.root, n_bad, "; ".join(read.examples))
-        log.info("%s: %d rows read and encoded in %.1fs", self.root, n_lines, time.perf_counter() - start)
-        rows = self._split_rows(read)
-        fields, tables, kept_values = self._lookups(read, rows["train"])
-        for split in SPLITS:
-            r = rows[split]
-            ids = np.lib.format.open_memmap(out_dir / f"{split}_ids.npy", "w+", np.int32, (len(r), len(FIELDS)))
-            for lo in range(0, len(r), _WRITE_ROWS):
-                block = r[lo : lo + _WRITE_ROWS]
-                ids[lo : lo + len(block)] = np.stack([t[read.codes[j, block]] for j, t in enumerate(tables)], axis=1)
-            ids.flush()
-            del ids
-            np.save(out_dir / f"{split}_labels.npy", read.labels[r])
-        seconds = time.perf_counter() - start
-        log.info("%s: %s cache built in %.1fs (%.0f rows/s)", self.root, c["recipe"], seconds, n_lines / seconds)
-
-        sizes = {s: len(rows[s]) for s in SPLITS}
-        clicks = {s: int(read.labels[rows[s]].sum()) for s in SPLITS}
-        where = self.root.name + ("" if self.parts is None else f"/{{{','.join(self.parts)}}}")
-        which = f"first {c['num_rows']:,} rows of each file" if c["num_rows"] is not None else "all rows"
-        split = (
-            "given train/test" if c["split"] == "given" else "random " + "/".join(f"{100 * s:g}" for s in c["split"])
+        raw = c["format"] == "raw"
+        files = self.files()
+        texts = [tabular.open_text(path, header=raw, max_lines=c["num_rows"]) for path, _, _ in files]  # pass 1
+        if raw:
+            parsers = [functools.partial(parse_raw, header=RawHeader.read(path)) for path, _, _ in files]
+        else:
+            indexes = {f: FeatIndex.read(f) for f in dict.fromkeys(f for _, _, f in files)}
+            parsers = [functools.partial(parse_fm, index=indexes[f]) for _, _, f in files]
+        if c["split"] == "given":
+            split = given_split(texts, [t for _, t, _ in files], c["valid_fraction_of_train"], c["seed"])
+        else:
+            n = sum(f.lines for f in texts)
+            split = tabular.random_split(n, c["split"], c["valid_fraction_of_train"], c["seed"])
+        parts = "" if self.parts is None else f"/{{{','.join(self.parts)}}}"
+        categorical = Categorical(c["min_count"], oov_token=FNN_OOV_TOKEN)
+        built = tabular.build(
+            tabular.Pipeline(
+                where=f"{self.root}{parts}",
+                files=texts,
+                parse=parsers,
+                explain=explain_bad_line,
+                fields=[FieldSpec(f, pl.col(f), categorical) for f in FIELDS],
+                split=split,
+                on_bad_line=c["on_bad_line"],
+                chunk_rows=self.chunk_rows,
+            ),
+            out_dir,
         )
+
+        sizes = built.split_sizes
+        which = f"first {c['num_rows']:,} rows of each file" if c["num_rows"] is not None else "all rows"
+        how = "given train/test" if c["split"] == "given" else "random " + "/".join(f"{100 * s:g}" for s in c["split"])
+        n_bad = built.bad_lines_skipped
         skipped = f", {n_bad:,} malformed lines skipped" if n_bad else ""
         return FeatureMap(
             dataset=self.name,
-            fields=fields,
+            fields=built.fields,
             split_sizes=sizes,
             description=(
-                f"iPinYou {c['format']} {where} ({which}: {sum(sizes.values()):,} rows), "
-                f"{c['recipe']} recipe, {split} split{skipped}"
+                f"iPinYou {c['format']} {self.root.name}{parts} ({which}: {sum(sizes.values()):,} rows), "
+                f"{c['recipe']} recipe, {how} split{skipped}"
             ),
             extra={
                 "recipe": c["recipe"],
                 "format": c["format"],
-                "files": read.files,
-                "lines_read": n_lines,
+                "files": [
+                    {"file": str(path), "rows": rows, "clicks": clicks}
+                    for (path, _, _), rows, clicks in zip(files, built.file_rows, built.file_positives, strict=True)
+                ],
+                "lines_read": built.lines_read,
                 "bad_lines_skipped": n_bad,
-                "bad_line_examples": read.examples,
-                "clicks": clicks,
-                "click_rate": sum(clicks.values()) / max(sum(sizes.values()), 1),
-                "num_values": int(sum(f.vocab_size - 2 for f in fields)),
-                "advertisers": kept_values[FIELDS.index("advertiser")].to_list(),
+                "bad_line_examples": built.bad_line_examples,
+                "clicks": built.positives,
+                "click_rate": sum(built.positives.values()) / max(sum(sizes.values()), 1),
+                "num_values": int(sum(f.vocab_size - 2 for f in built.fields)),
+                "advertisers": built.encoded["advertiser"].facts["kept"].to_list(),
             },
         )

@@ -1,9 +1,10 @@
 """Delimited text files -> the encoded cache, streaming: the machinery every tabular reader shares.
 
-A reader (``criteo.py``, ``avazu.py``) supplies only what is its own: how to parse a chunk of raw lines into
-a polars frame (``label`` + its columns, a bad-row mask) and to say why a row is bad, and, per recipe, the
-output fields - each a token expression over the parsed columns and an encoding - and the split. This
-module does the rest, the same way for every reader:
+A reader (``criteo.py``, ``avazu.py``, ``ipinyou.py``) supplies only what is its own: how to parse a chunk
+of raw lines into a polars frame (``label`` + its columns, a bad-row mask; one parser for all files, or one
+per file where the files differ) and to say why a row is bad, and, per recipe, the output fields - each a
+token expression over the parsed columns and an encoding - and the split. This module does the rest, the
+same way for every reader:
 
 Passes over the files (vectorised with polars/numpy; memory bounded by ``chunk_rows``, the train value
 counts and the per-line split positions)
@@ -24,10 +25,11 @@ Splits (``SplitPlan``)
 
 Encodings (one per output field; ids: 0 missing, 1..V, V + 1 OOV, ``vocab_size`` V + 2)
     ``Categorical(min_count)``: tokens seen at least ``min_count`` times in the train split get ids 1..V
-    in ascending token order (so the output does not depend on ``chunk_rows``); rarer tokens, and tokens
-    never seen in train, are OOV. ``EqualFrequency(min_rows)``: integer values are cut into buckets of at
-    least ``min_rows`` train rows each (walking the train values in ascending order; the last bucket takes
-    the remainder); any value, seen or not, falls in the bucket of its range, so OOV is never used.
+    in ascending token order (so the output does not depend on ``chunk_rows``); rarer tokens, tokens
+    never seen in train and ``oov_token`` (a format's own "unknown value" marker) are OOV.
+    ``EqualFrequency(min_rows)``: integer values are cut into buckets of at least ``min_rows`` train rows
+    each (walking the train values in ascending order; the last bucket takes the remainder); any value,
+    seen or not, falls in the bucket of its range, so OOV is never used.
     ``MinMax()``: a numeric field (one embedding row scaled by ``(x - min) / (max - min)`` of the train
     split, clipped to [0, 1]; id 1 when present, 0 and value 0.0 when missing).
 """
@@ -147,10 +149,9 @@ def _nul_lines(data: bytes) -> np.ndarray:
     return np.unique(np.searchsorted(np.flatnonzero(buf == 10), np.flatnonzero(buf == 0)))
 
 
-def split_cells(data: bytes, separator: str, columns: Sequence[str]) -> tuple[pl.DataFrame, np.ndarray]:
-    """Split raw lines into string cells, vectorised: ``_ncols`` (the line's column count, 0 for an empty
-    line) and one String column per name in ``columns`` (null where the line is too short), [n]; and the
-    0-based indices of the lines that held a NUL byte [k] (blanked here: the format should flag them)."""
+def text_lines(data: bytes) -> tuple[pl.Series, np.ndarray]:
+    """Raw lines as one String series ``line`` (null = an empty line), [n]; and the 0-based indices of the
+    lines that held a NUL byte [k] (blanked here: the format should flag them)."""
     nul = _nul_lines(data) if b"\x00" in data else np.empty(0, dtype=np.int64)
     if len(nul):  # NUL is the reader's column separator (one column per line): blank it, flag the line
         data = data.replace(b"\x00", b" ")
@@ -163,8 +164,16 @@ def split_cells(data: bytes, separator: str, columns: Sequence[str]) -> tuple[pl
         encoding="utf8-lossy",
         raise_if_empty=False,
     )
+    return lines["line"], nul
+
+
+def split_cells(data: bytes, separator: str, columns: Sequence[str]) -> tuple[pl.DataFrame, np.ndarray]:
+    """Split raw lines into string cells, vectorised: ``_ncols`` (the line's column count, 0 for an empty
+    line) and one String column per name in ``columns`` (null where the line is too short), [n]; and the
+    0-based indices of the lines that held a NUL byte [k] (blanked, see ``text_lines``)."""
+    lines, nul = text_lines(data)
     # str.split + list.get beats str.split_exact by ~1.5x; columns a short line lacks come out null
-    pieces = lines.select(pl.col("line").str.split(separator))
+    pieces = lines.to_frame().select(pl.col("line").str.split(separator))
     raw = pieces.select(
         pl.col("line").list.len().fill_null(0).alias("_ncols"),
         *[pl.col("line").list.get(j, null_on_oob=True).alias(c) for j, c in enumerate(columns)],
@@ -252,12 +261,17 @@ class Encoded:
 
 @dataclass(frozen=True)
 class Categorical:
-    """Tokens seen >= ``min_count`` times in train -> ids 1..V in token order; others OOV (V + 1)."""
+    """Tokens seen >= ``min_count`` times in train -> ids 1..V in token order; others OOV (V + 1), and so is
+    ``oov_token`` however often it is seen. ``facts["kept"]``: the kept tokens, ascending. [V]"""
 
     min_count: int
+    oov_token: str | None = None
 
     def encode(self, name: str, counts: pl.DataFrame) -> Encoded:
-        kept = counts.filter(pl.col("count") >= self.min_count)["value"].sort()
+        kept = counts.filter(pl.col("count") >= self.min_count)["value"]
+        if self.oov_token is not None:
+            kept = kept.filter(kept != self.oov_token)
+        kept = kept.sort()
         oov = len(kept) + 1
         if kept.dtype == pl.String:  # an Enum cast is a ~2x faster lookup than replace_strict for strings
             lookup = pl.col(name).cast(pl.Enum(kept), strict=False).to_physical().cast(pl.Int32) + 1
@@ -266,7 +280,7 @@ class Categorical:
                 kept, pl.int_range(1, oov, dtype=pl.Int32, eager=True), default=None, return_dtype=pl.Int32
             )
         ids = pl.when(pl.col(name).is_null()).then(pl.lit(0, pl.Int32)).otherwise(lookup.fill_null(oov))
-        return Encoded(Field(name, oov + 1), ids.alias(name))
+        return Encoded(Field(name, oov + 1), ids.alias(name), facts={"kept": kept})
 
 
 @dataclass(frozen=True)
@@ -469,7 +483,9 @@ class Pipeline:
     """Everything ``build`` needs from a reader and its recipe.
 
     ``where`` names the input in messages (a file, or a folder of files). ``parse(data)`` turns a chunk
-    of raw lines into a ``ParsedChunk``; ``explain(chunk, row)`` says why a bad row is bad, as the end of
+    of raw lines into a ``ParsedChunk``: one parser for every file, or a list of one per file (in ``files``
+    order) where the files differ (iPinYou: each file's header, each folder's featindex).
+    ``explain(chunk, row)`` says why a bad row is bad, as the end of
     ``"<file> line <k>" + explain(...)``, e.g. ``", column I5: 'abc' is not an integer"``. ``keep(line,
     chunk)``, when set, marks the good lines to keep (bool [n]; ``line`` is the global index of the
     chunk's first line): a recipe's sampling, which must not depend on the chunking.
@@ -477,7 +493,7 @@ class Pipeline:
 
     where: str
     files: list[TextFile]
-    parse: Callable[[bytes], ParsedChunk]
+    parse: Callable[[bytes], ParsedChunk] | Sequence[Callable[[bytes], ParsedChunk]]
     explain: Callable[[ParsedChunk, int], str]
     fields: list[FieldSpec]
     split: SplitPlan
@@ -492,7 +508,9 @@ class Pipeline:
 
 @dataclass
 class Built:
-    """What ``build`` wrote: the fields, split sizes, the per-field ``Encoded`` and line accounting."""
+    """What ``build`` wrote: the fields, split sizes, the per-field ``Encoded`` and line accounting;
+    ``positives``: the labels' sum per split; ``file_rows`` / ``file_positives``: rows written and their
+    labels' sum per file (in ``files`` order)."""
 
     fields: list[Field]
     split_sizes: dict[str, int]
@@ -502,6 +520,9 @@ class Built:
     bad_lines_skipped: int
     lines_dropped: int
     bad_line_examples: list[str]
+    positives: dict[str, int]
+    file_rows: list[int]
+    file_positives: list[int]
 
 
 @dataclass
@@ -521,10 +542,13 @@ class _TrainStats:
 
 
 def _chunks(p: Pipeline) -> Iterator[_Chunk]:
+    parsers = [p.parse] * len(p.files) if callable(p.parse) else list(p.parse)
+    if len(parsers) != len(p.files):
+        raise AssertionError(f"{p.where}: {len(parsers)} parsers for {len(p.files)} files")
     offset = 0
-    for f in p.files:
+    for f, parse in zip(p.files, parsers, strict=True):
         for first, n, data in line_chunks(f.path, p.chunk_rows, f.lines, f.start):
-            parsed = p.parse(data)
+            parsed = parse(data)
             if parsed.size != n:  # the line reader must keep every line, empty ones too
                 raise AssertionError(f"{f.path}: parsed {parsed.size} rows from {n} lines at line {first + 1}")
             yield _Chunk(f, first, offset + first, parsed)
@@ -599,6 +623,9 @@ def build(p: Pipeline, out_dir: Path) -> Built:
     if has_values:
         kinds["values"] = (np.float32, (len(p.fields),))
     placer = RowPlacer(out_dir, sizes, kinds, bucket_rows=p.chunk_rows)
+    positives = np.zeros(len(SPLITS))
+    file_ends = np.cumsum([f.lines for f in p.files])  # a chunk lies in one file: the file of its first line
+    file_rows, file_positives = np.zeros(len(p.files), dtype=np.int64), np.zeros(len(p.files))
     for c in _chunks(p):
         kept = _kept(p, c)
         frame = c.parsed.frame.filter(pl.Series(kept))
@@ -612,6 +639,10 @@ def build(p: Pipeline, out_dir: Path) -> Built:
         for i, s in enumerate(SPLITS):
             rows = np.flatnonzero(split == i)
             placer.add(s, dest[rows], {kind: arr[rows] for kind, arr in arrays.items()})
+        positives += np.bincount(split, weights=arrays["labels"], minlength=len(SPLITS))
+        k = int(np.searchsorted(file_ends, c.line, side="right"))
+        file_rows[k] += len(at)
+        file_positives[k] += float(arrays["labels"].sum())
     placer.finish()
     seconds = time.perf_counter() - start
     log.info("%s: cache built in %.1fs (%.0f rows/s)", p.where, seconds, n_lines / seconds)
@@ -624,4 +655,7 @@ def build(p: Pipeline, out_dir: Path) -> Built:
         bad_lines_skipped=len(bad),
         lines_dropped=len(dropped),
         bad_line_examples=stats.examples,
+        positives={s: int(positives[i]) for i, s in enumerate(SPLITS)},
+        file_rows=file_rows.tolist(),
+        file_positives=[int(v) for v in file_positives],
     )
