@@ -195,7 +195,7 @@ def test_read_only_cache_root_names_the_key_and_a_built_cache_is_still_read(tmp_
     assert str(folder.parent) in str(err.value)
 
 
-@pytest.mark.parametrize("multirun", [False, True])
+@pytest.mark.parametrize("multirun", [False, pytest.param(True, marks=pytest.mark.slow)])  # ~10 s: torch
 def test_unwritable_log_dir_names_the_key(tmp_path, read_only, multirun):
     logs = tmp_path / "logs"
     logs.mkdir()
