@@ -110,6 +110,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         eval_batch_size=cfg.data.eval_batch_size,
         seed=cfg.seed,
         crosses=_cross_spec(cfg),
+        verify=cfg.paths.cache_verify,
     )
     datamodule.prepare_data()
     datamodule.setup()

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
 
 PACKAGES = ("torch", "pytorch-lightning", "hydra-core", "omegaconf", "torchmetrics", "numpy", "polars", "wandb")
 
@@ -77,3 +79,35 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 def write_json(path: str | Path, obj: Any) -> None:
     """Write JSON atomically (see ``write_text_atomic``)."""
     write_text_atomic(path, json.dumps(obj, indent=2, default=str))
+
+
+def require_writable(path: str | Path, what: str, key: str, default: str) -> None:
+    """Raise PermissionError, naming the config ``key`` that moves ``path`` and its ``default``, unless
+    ``path`` can be written or created (checked on its nearest existing ancestor; nothing is created)."""
+    existing = Path(path).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(
+            f"{what}: {existing} is not writable. Move it with `{key}=<a writable folder>` on the command line, "
+            f"or with the environment variable CTRLAB_ROOT (`{key}` defaults to {default})"
+        )
+
+
+class CheckLogDir(Callback):
+    """Hydra callback (configs/hydra/default.yaml): an unwritable ``paths.log_dir`` stops the run with a message
+    naming the key, before Hydra would fail creating the run folder in it with a bare PermissionError."""
+
+    def _check(self, config: DictConfig) -> None:
+        log_dir = config.paths.log_dir
+        try:
+            require_writable(log_dir, what=f"cannot write the run's logs under {log_dir}", key="paths.log_dir",
+                             default="$CTRLAB_ROOT/logs")
+        except PermissionError as err:
+            raise SystemExit(f"Error: {err}") from None  # Hydra turns a callback's Exception into a mere warning
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config)

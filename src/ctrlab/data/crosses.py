@@ -7,7 +7,7 @@ so switching them on never rebuilds the base arrays::
 
     crosses.json           the pairs (field indices) and one Field per cross (its vocab size)
     {split}_crosses.npy    int32 [N, P]
-    _COMPLETE.json         as for the base cache
+    _COMPLETE.json         as for the base cache (checksums, verified when opened)
 
 Choices (docs/decisions.md):
     * Pairs are formed from the *categorical* fields only (``pairs: all`` = every pair of them). Numeric fields
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from itertools import combinations
@@ -38,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ctrlab.data.cache import SplitArrays, build_atomically, key_hash, marked_valid
+from ctrlab.data.cache import SplitArrays, key_hash, open_or_build
 from ctrlab.data.schema import SPLITS, FeatureMap, Field
 
 log = logging.getLogger(__name__)
@@ -139,7 +138,6 @@ def build_crosses(
     pairs = spec.resolve(fm)
     if not pairs:
         raise ValueError(f"data.crosses: {fm.dataset} has fewer than two categorical fields to cross")
-    start = time.perf_counter()
     vocab = np.array([f.vocab_size for f in fm.fields], dtype=np.int64)
     a = np.array([p[0] for p in pairs])
     b = np.array([p[1] for p in pairs])
@@ -167,14 +165,7 @@ def build_crosses(
                     codes = columns[i] * vocab[j] + columns[j]  # [n]
                     encoded[p] = tables[p][codes] if tables[p] is not None else _search(kept[p], codes)
                 fh.write(np.ascontiguousarray(encoded.T).tobytes())  # rows [n, P] in order
-    log.info(
-        "%s: %d crosses (min_count %d) built in %.1fs, %d kept values",
-        fm.dataset,
-        len(pairs),
-        spec.min_count,
-        time.perf_counter() - start,
-        int(sizes.sum()),
-    )
+    log.info("%s: %d crosses (min_count %d), %d kept values", fm.dataset, len(pairs), spec.min_count, int(sizes.sum()))
     names = [f.name for f in fm.fields]
     fields = [Field(f"{names[i]}x{names[j]}", int(k) + 2) for (i, j), k in zip(pairs, sizes, strict=True)]
     return fields, pairs
@@ -191,14 +182,11 @@ def _checker(fm: FeatureMap) -> Callable[[Path], None]:
     return check
 
 
-def prepare_crosses(base: Path, spec: CrossSpec) -> Path:
-    """Return the folder of the crosses ``spec`` asks for on the cache ``base``, building it if needed
-    (atomically, like ``cache.prepare``)."""
+def prepare_crosses(base: Path, spec: CrossSpec, verify: str = "cheap") -> Path:
+    """Return the folder of the crosses ``spec`` asks for on the cache ``base``, building it if missing or
+    damaged (atomically and verified like ``cache.prepare``; ``verify``: cheap | full)."""
     fm = FeatureMap.load(base / "feature_map.json")
     key = spec.key(fm)
-    folder = base / "crosses" / key_hash(key)
-    if marked_valid(folder, key, _checker(fm), "crosses"):
-        return folder
 
     def build(tmp: Path) -> list[str]:
         fields, pairs = build_crosses(base, fm, spec, tmp)
@@ -206,8 +194,7 @@ def prepare_crosses(base: Path, spec: CrossSpec) -> Path:
         (tmp / "crosses.json").write_text(json.dumps(meta, indent=2))
         return ["crosses.json", *[f"{s}_crosses.npy" for s in SPLITS]]
 
-    build_atomically(folder, key, build, lambda: marked_valid(folder, key, _checker(fm), "crosses"))
-    return folder
+    return open_or_build(base / "crosses" / key_hash(key), key, build, _checker(fm), f"{fm.dataset} crosses", verify)
 
 
 def attach_crosses(folder: Path, fm: FeatureMap, splits: dict[str, SplitArrays]) -> None:

@@ -82,11 +82,13 @@ class CTRDataModule(pl.LightningDataModule):
         eval_batch_size: int,
         seed: int,
         crosses: CrossSpec | None = None,
+        verify: str = "cheap",
     ) -> None:
         super().__init__()
+        cache.check_verify(verify)
         self.source = source
         self.crosses = crosses
-        self.cache_dir = cache_dir
+        self.cache_dir, self.verify = cache_dir, verify  # verify: cheap | full, how the cache is checked when opened
         self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
         self.folder: Path | None = None
         self.cross_folder: Path | None = None
@@ -96,9 +98,9 @@ class CTRDataModule(pl.LightningDataModule):
     def prepare_data(self) -> None:
         # train.py prepares before building the model, then fit/validate/test ask again: validate the cache once
         if self.folder is None:
-            self.folder = cache.prepare(self.source, self.cache_dir)
+            self.folder = cache.prepare(self.source, self.cache_dir, self.verify)
             if self.crosses is not None:
-                self.cross_folder = prepare_crosses(self.folder, self.crosses)
+                self.cross_folder = prepare_crosses(self.folder, self.crosses, self.verify)
 
     def setup(self, stage: str | None = None) -> None:
         if self.feature_map is not None:
