@@ -42,7 +42,8 @@ lint: $(STAMP) ## ruff
 train: $(STAMP) ## one run: make train ARGS="model=deepfm data=synthetic_criteo"
 	$(PY) -m ctrlab.train $(ARGS)
 
-# DynInt Table 1: the implemented models x three datasets x seeds as one Hydra multirun, then the report.
+# DynInt Table 1: the implemented models x three datasets x seeds as one Hydra multirun, then the report
+# (results/dynint/table1.$(SCALE).{md,csv}). A re-run resumes the same reproduction; ARGS=--fresh starts over.
 TABLE1_DATA := $(if $(CRITEO),criteo,synthetic_criteo),$(if $(AVAZU),avazu,synthetic_avazu),$(if $(IPINYOU),ipinyou,synthetic_ipinyou)
 reproduce-table-1: $(STAMP) ## DynInt Table 1 (SCALE=smoke|default|paper, CRITEO=, AVAZU=, IPINYOU= real data)
 	$(PY) -m ctrlab.reproduce dynint/table1 --scale $(SCALE) --data $(TABLE1_DATA) $(ARGS)

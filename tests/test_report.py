@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from scipy import stats
 
 from ctrlab.report import write_table
 from ctrlab.report.__main__ import main
 from ctrlab.report.collect import collect
-from ctrlab.report.paper import dataset_name, get_table, load_papers
+from ctrlab.report.paper import Significance, dataset_name, get_table, load_papers
+from ctrlab.report.tables import Cell, _mark_significance
 from tests.helpers import ROOT
 
 SHARED_TABLES = ROOT.parent / "shared" / "reference" / "paper_tables.yaml"
@@ -171,7 +173,7 @@ def test_cli_writes_and_prints(setup, tmp_path, capsys):
     main(["--paper", "dynint", "--table", "table1", "--runs", str(runs[0]), "--runs", str(runs[1]),
           "--out", str(out), "--scale", "smoke", "--configs", str(configs)])
     printed = capsys.readouterr().out
-    assert "## Criteo" in printed and (out / "table1.md").exists() and (out / "table1.csv").exists()
+    assert "## Criteo" in printed and (out / "table1.smoke.md").exists() and (out / "table1.smoke.csv").exists()
     assert not [p for p in out.iterdir() if p.suffix == ".tmp"]
 
 
@@ -241,3 +243,99 @@ def test_grid_points_are_chosen_on_validation_never_on_test(tmp_path):
     cell = _csv(md.with_suffix(".csv"))["deepfm", "criteo", "auc"]
     assert float(cell["ours_mean"]) == pytest.approx(0.61) and cell["n"] == "2"
     assert "deepfm on criteo: `depth=2` (val/auc 0.7950, best of 2)" in md.read_text()
+
+
+def _record_scale(job: Path, scale: str | None) -> None:
+    # what Hydra writes into every job folder; the report reads the scale from it
+    (job / ".hydra").mkdir(exist_ok=True)
+    (job / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"choices": {"scale": scale}}}}))
+
+
+def test_cli_reads_the_scale_from_the_runs(setup, tmp_path, capsys):
+    runs, configs = setup
+    for job in runs[0].iterdir():
+        if job.is_dir():
+            _record_scale(job, "default")
+    out = tmp_path / "cli"
+    main(["--paper", "dynint", "--table", "table1", "--runs", str(runs[0]), "--out", str(out),
+          "--configs", str(configs)])
+    assert (out / "table1.default.md").exists() and "scale `default`" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # a --scale the runs contradict
+        main(["--paper", "dynint", "--table", "table1", "--runs", str(runs[0]), "--out", str(out),
+              "--configs", str(configs), "--scale", "smoke"])
+    assert "runs were made at scale default" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # runs that record no scale, and no --scale
+        main(["--paper", "dynint", "--table", "table1", "--runs", str(runs[1]), "--out", str(out),
+              "--configs", str(configs)])
+    assert "pass --scale" in capsys.readouterr().err
+
+
+# test AUCs per seed: DynInt-DWP against two baselines, DeepFM the better one on mean AUC
+DWP = [0.700, 0.702, 0.701]
+DEEPFM = {"far": [0.690, 0.691, 0.6905], "near": [0.6995, 0.7010, 0.7000]}
+FM = [0.650, 0.651, 0.652]
+
+
+def _significance_runs(tmp_path: Path, deepfm: list[float], seeds: int = 3) -> tuple[list[Path], Path]:
+    multirun = tmp_path / "multiruns" / "sig"
+    jobs = [("dynint_dwp", DWP), ("deepfm", deepfm), ("fm", FM)]
+    num = 0
+    for model, aucs in jobs:
+        for seed, auc in enumerate(aucs[:seeds]):
+            _write_job(multirun / str(num), model, "criteo", seed, auc=auc, logloss=1.0 - auc)
+            num += 1
+    configs = tmp_path / "configs"
+    (configs / "model").mkdir(parents=True)
+    for model, _ in jobs:
+        (configs / "model" / f"{model}.yaml").write_text("{}\n")
+    return [multirun], configs
+
+
+@pytest.mark.parametrize("case", ["far", "near"])
+def test_significance_marks_follow_an_independent_welch_test(tmp_path, case):
+    """The mark appears exactly when scipy's Welch test on the raw numbers gives p < 0.005."""
+    runs, configs = _significance_runs(tmp_path, DEEPFM[case])
+    md = write_table("dynint", "table1", runs, tmp_path / "out", configs, "default")
+    expected_p = stats.ttest_ind(DWP, DEEPFM[case], equal_var=False).pvalue
+    assert (expected_p < 0.005) == (case == "far")  # the two cases straddle the threshold
+    cell = _csv(md.with_suffix(".csv"))["dynint_dwp", "criteo", "auc"]
+    assert cell["best_baseline"] == "deepfm" and float(cell["p_value"]) == pytest.approx(expected_p)
+    assert cell["significance"] == ("better" if case == "far" else "")
+    # logloss = 1 - auc: the same test, and better means lower
+    ll = _csv(md.with_suffix(".csv"))["dynint_dwp", "criteo", "logloss"]
+    assert ll["significance"] == cell["significance"]
+    text = md.read_text()
+    dwp_line = next(line for line in text.splitlines() if line.startswith("| DynInt-DWP"))
+    assert ("▲" in dwp_line) == (case == "far") and "▼" not in dwp_line
+    assert "Welch t-test" in text and "p < 0.005" in text and "Best baseline (ours): AUC DeepFM" in text
+    assert not any(_csv(md.with_suffix(".csv"))[m, "criteo", "auc"]["p_value"] for m in ("deepfm", "fm"))
+
+
+def test_significance_marks_a_worse_proposed_model(tmp_path):
+    runs, configs = _significance_runs(tmp_path, [0.720, 0.721, 0.7205])
+    md = write_table("dynint", "table1", runs, tmp_path / "out", configs, "default")
+    assert _csv(md.with_suffix(".csv"))["dynint_dwp", "criteo", "auc"]["significance"] == "worse"
+    assert "▼" in next(line for line in md.read_text().splitlines() if line.startswith("| DynInt-DWP"))
+
+
+def test_one_seed_gives_no_test(tmp_path):
+    runs, configs = _significance_runs(tmp_path, DEEPFM["far"], seeds=1)
+    md = write_table("dynint", "table1", runs, tmp_path / "out", configs, "smoke")
+    rows = _csv(md.with_suffix(".csv"))
+    assert rows["dynint_dwp", "criteo", "auc"]["p_value"] == ""
+    assert rows["dynint_dwp", "criteo", "auc"]["significance"] == ""
+    text = md.read_text()
+    assert "no test made: fewer than 2 seeds" in text and "▲" not in text.split("## ")[1]
+
+
+def test_dpn_also_requires_its_0_001_auc_gap(tmp_path):
+    """DPN calls 0.001 AUC significant: a tiny but consistent gap passes the t-test and still gets no mark."""
+    table = get_table("dpn", "table1")
+    assert table.significance == Significance(0.005, 0.001, table.significance.source)
+    ours, base = [0.8000, 0.8001, 0.8002], [0.7995, 0.7996, 0.7997]  # gap 0.0005, p far below 0.005
+    assert stats.ttest_ind(ours, base, equal_var=False).pvalue < 0.005
+    cells = [Cell("feature_based_dpn", "F", "criteo", "auc", 0.8001, 1e-4, 3, None, "ok"),
+             Cell("cin", "CIN", "criteo", "auc", 0.7996, 1e-4, 3, None, "ok")]
+    marked, best = _mark_significance(table, cells, {("feature_based_dpn", "criteo", "auc"): ours,
+                                                     ("cin", "criteo", "auc"): base})
+    assert best == {("criteo", "auc"): "CIN"} and marked[0].p_value < 0.005 and marked[0].significance == ""

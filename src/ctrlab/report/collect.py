@@ -32,6 +32,7 @@ SCHEMA: dict[str, type[pl.DataType]] = {
     "val/logloss": pl.Float64,
     "test/auc": pl.Float64,
     "test/logloss": pl.Float64,
+    "scale": pl.String,  # not in metrics.json: the `scale` choice Hydra recorded (.hydra/hydra.yaml); null if none
 }
 
 
@@ -76,6 +77,15 @@ def _overrides(job: Path) -> str:
         return ""
 
 
+def _scale(job: Path) -> str | None:
+    # the budget (configs/scale/) the job ran with, as Hydra recorded the config choices
+    try:
+        hydra_cfg = yaml.safe_load((job / ".hydra" / "hydra.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return ((hydra_cfg or {}).get("hydra", {}).get("runtime", {}).get("choices") or {}).get("scale")
+
+
 def collect(run_dirs: Iterable[Path]) -> Collection:
     """Read every job of every run folder; completed runs become rows, the others are counted."""
     rows: list[dict] = []
@@ -99,5 +109,5 @@ def collect(run_dirs: Iterable[Path]) -> Collection:
             # a run fills the paper row its experiment names (autoint_plus -> autoint; a sweep value), else its model's
             row = metrics.get("paper_row") or metrics.get("model")
             rows.append({k: metrics.get(k) for k in SCHEMA} | {"model": row, "config": metrics.get("model"),
-                                                                "job": str(job)})
+                                                                "job": str(job), "scale": _scale(job)})
     return Collection(pl.DataFrame(rows, schema=SCHEMA), tuple(skipped))

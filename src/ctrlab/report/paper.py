@@ -20,6 +20,17 @@ def load_papers() -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class Significance:
+    """When our report calls a proposed model's cell significantly different from the best baseline:
+    p below ``p_threshold`` and, if set, an AUC difference of at least ``min_auc_diff``; ``source`` says
+    what the paper states."""
+
+    p_threshold: float
+    min_auc_diff: float | None
+    source: str
+
+
+@dataclass(frozen=True)
 class PaperTable:
     """One printed table; every row stores its values as ``row[dataset][metric]``."""
 
@@ -34,6 +45,8 @@ class PaperTable:
     decimals_spec: dict[str, int]
     row_key: tuple[str, ...]
     rows: tuple[dict[str, Any], ...]
+    proposed: tuple[str, ...]  # the paper's own models (row keys); the other rows are its baselines
+    significance: Significance
 
     def decimals(self, dataset: str, metric: str) -> int | None:
         """Decimals the paper prints for this cell: a ``dataset.metric`` key overrides ``metric``."""
@@ -70,6 +83,8 @@ def get_table(paper: str, table: str) -> PaperTable:
         decimals_spec=dict(spec.get("decimals", {})),
         row_key=tuple(spec["row_key"]),
         rows=tuple(spec["rows"]),
+        proposed=tuple(spec.get("proposed", ())),
+        significance=Significance(**papers[paper]["significance"]),
     )
 
 

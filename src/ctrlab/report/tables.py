@@ -1,17 +1,25 @@
 """Paper-vs-reproduced results tables: one row per paper row, cells ``ours | paper | Δ`` per dataset x metric.
 
-Written as ``<out>/<table>.md`` (for people) and ``<out>/<table>.csv`` (one row per model x dataset x metric).
+Written as ``<out>/<table>.<scale>.md`` (for people) and ``<out>/<table>.<scale>.csv`` (one row per model x
+dataset x metric), so that a smoke run never overwrites a default-scale table.
+
+Significance: in a table with the paper's own models (``proposed``), each of their cells is tested against our
+best baseline row of the same dataset and metric (the best mean among the other rows) with a two-tailed Welch
+t-test over seeds; p below the paper's threshold (``paper_tables.yaml``: ``significance``) marks the cell
+▲ (better) or ▼ (worse). Fewer than 2 seeds on either side: no test.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
-from dataclasses import dataclass
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
+from scipy import stats as sps
 
 from ctrlab.report.collect import Collection, SkippedJob, collect
 from ctrlab.report.paper import PaperTable, dataset_name, get_table, metric_name
@@ -22,7 +30,9 @@ SELECT_ON = "val/auc"  # a hyper-parameter grid's point is chosen on the validat
 RUN_METRICS = ("auc", "logloss")  # what a run measures that a paper table also prints
 FALLBACK_DECIMALS = 4
 CSV_COLUMNS = ("model", "name", "dataset", "metric", "ours_mean", "ours_std", "n", "paper", "diff", "status",
-               "data_description")
+               "best_baseline", "p_value", "significance", "data_description")
+LOWER_IS_BETTER = frozenset({"logloss"})
+MARKS = {"better": "▲", "worse": "▼"}
 HONESTY_NOTE = ("our numbers come from the data and budget named above; on stand-in or subsampled data they "
                 "are not comparable to the paper's in absolute value.")
 
@@ -40,6 +50,9 @@ class Cell:
     n: int
     paper: float | None
     status: str  # ok | failed | not run | not yet implemented
+    best_baseline: str | None = None  # proposed rows: the row key they are tested against
+    p_value: float | None = None  # proposed rows: Welch t-test against best_baseline; None when not tested
+    significance: str = ""  # "better" | "worse" where p_value is below the paper's threshold
 
     @property
     def diff(self) -> float | None:
@@ -60,10 +73,12 @@ class ResultTable:
     epochs: tuple[int, int] | None
     completed: int
     skipped: tuple[SkippedJob, ...]
+    expected: int | None  # the jobs of the reproduction, when known: the ones never started count as missing
     ignored: dict[str, int]  # "model on dataset" of runs outside this table -> count
     configs: tuple[str, ...]  # the model configs whose runs fill the table
     optimizers: dict[str, tuple[str, ...]]  # optimizer config -> the model configs run with it
     selected: dict[str, str]  # "model on dataset" -> its grid point chosen on SELECT_ON (+ grid size)
+    best: dict[tuple[str, str], str]  # (dataset, metric) -> our best baseline row's name (tables with proposed rows)
 
 
 def _table_metrics(table: PaperTable) -> tuple[str, ...]:
@@ -117,6 +132,43 @@ def select_grid_points(runs: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, str]
     return pl.concat([runs.filter(pl.col("grid_point").is_null()), kept.select(runs.columns)]), selected
 
 
+def welch_p_value(ours: Sequence[float], baseline: Sequence[float]) -> float | None:
+    """Two-tailed p-value of Welch's unequal-variance t-test of two samples; None with fewer than 2 values on
+    either side, or when the test is undefined (neither sample varies)."""
+    if len(ours) < 2 or len(baseline) < 2:
+        return None
+    p = float(sps.ttest_ind(ours, baseline, equal_var=False).pvalue)
+    return None if math.isnan(p) else p
+
+
+def _mark_significance(table: PaperTable, cells: list[Cell], values: dict[tuple[str, str, str], list[float]]
+                       ) -> tuple[list[Cell], dict[tuple[str, str], str]]:
+    """Test each proposed row's cell against our best baseline of its dataset x metric (best mean among the
+    rows not in ``table.proposed``); returns the cells with their test and, per (dataset, metric), that row."""
+    sign = {m: -1.0 if m in LOWER_IS_BETTER else 1.0 for m in {c.metric for c in cells}}  # +: higher is better
+    best: dict[tuple[str, str], Cell] = {}
+    for c in cells:
+        key = (c.dataset, c.metric)
+        if table.proposed and c.model not in table.proposed and c.status == "ok" and (
+                key not in best or sign[c.metric] * c.ours_mean > sign[c.metric] * best[key].ours_mean):
+            best[key] = c
+    rule = table.significance
+    out = []
+    for c in cells:
+        base = best.get((c.dataset, c.metric))
+        if c.model not in table.proposed or base is None:
+            out.append(c)
+            continue
+        p = welch_p_value(values.get((c.model, c.dataset, c.metric), []),
+                          values[base.model, c.dataset, c.metric]) if c.status == "ok" else None
+        gap = None if p is None else c.ours_mean - base.ours_mean
+        significant = (p is not None and p < rule.p_threshold
+                       and (c.metric != "auc" or rule.min_auc_diff is None or abs(gap) >= rule.min_auc_diff))
+        verdict = ("better" if sign[c.metric] * gap > 0 else "worse") if significant else ""
+        out.append(replace(c, best_baseline=base.model, p_value=p, significance=verdict))
+    return out, {k: c.name for k, c in best.items()}
+
+
 def _check_duplicates(runs: pl.DataFrame) -> None:
     per_seed = runs.group_by("model", "config", "paper_dataset", "grid_point", "seed").agg(pl.col("job"))
     dup = per_seed.filter(pl.col("job").list.len() > 1)
@@ -127,8 +179,22 @@ def _check_duplicates(runs: pl.DataFrame) -> None:
                          f"({', '.join(jobs)}); pass each run folder once")
 
 
+def run_scale(collection: Collection, scale: str | None) -> str:
+    """The scale to name the report by: ``scale`` if given, else the one the runs recorded; an error when they
+    recorded none or several, or another than ``scale``."""
+    recorded = sorted(set(collection.runs["scale"].drop_nulls()))
+    if scale is None:
+        if len(recorded) != 1:
+            raise ValueError(f"the runs record {'scales ' + ', '.join(recorded) if recorded else 'no scale'} "
+                             f"(.hydra/hydra.yaml); pass --scale smoke|default|paper")
+        return recorded[0]
+    if recorded and recorded != [scale]:
+        raise ValueError(f"--scale {scale} but the runs were made at scale {', '.join(recorded)}")
+    return scale
+
+
 def build_table(table: PaperTable, collection: Collection, configs_dir: Path, scale: str,
-                row_configs: dict[str, str] | None = None) -> ResultTable:
+                row_configs: dict[str, str] | None = None, expected: int | None = None) -> ResultTable:
     """Fill ``table`` with the completed runs of ``collection``; rows without runs say why.
 
     ``row_configs`` maps a row key to the model config that fills it where the two differ (an experiment's
@@ -154,7 +220,8 @@ def build_table(table: PaperTable, collection: Collection, configs_dir: Path, sc
         for r in ours.group_by("model", "paper_dataset").agg(
             agg for m in metrics for agg in (pl.col(f"{SPLIT}/{m}").mean().alias(f"{m}:mean"),
                                              pl.col(f"{SPLIT}/{m}").std().alias(f"{m}:std"),
-                                             pl.col(f"{SPLIT}/{m}").count().alias(f"{m}:n"))
+                                             pl.col(f"{SPLIT}/{m}").count().alias(f"{m}:n"),
+                                             pl.col(f"{SPLIT}/{m}").drop_nulls().alias(f"{m}:values"))
         ).iter_rows(named=True)
     }
     failed = {(s.model, s.paper_dataset) for s in collection.skipped if s.reason == "failed"}
@@ -177,6 +244,8 @@ def build_table(table: PaperTable, collection: Collection, configs_dir: Path, sc
                     status = "not run"
                 cells.append(Cell(model, row["name"], dataset, metric, s.get(f"{metric}:mean"),
                                   s.get(f"{metric}:std"), n, table.value(row, dataset, metric), status))
+    values = {(m, d, metric): s[f"{metric}:values"] for (m, d), s in stats.items() for metric in metrics}
+    cells, best = _mark_significance(table, cells, values)
 
     ignored = runs.filter(~in_table).group_by("model", "paper_dataset").len().sort("model", "paper_dataset")
     return ResultTable(
@@ -189,11 +258,13 @@ def build_table(table: PaperTable, collection: Collection, configs_dir: Path, sc
         epochs=(ours["epochs"].min(), ours["epochs"].max()) if ours["epochs"].drop_nulls().len() else None,
         completed=runs.height,
         skipped=collection.skipped,
+        expected=expected,
         ignored={f"{m} on {d}": n for m, d, n in ignored.rows()},
         configs=tuple(sorted(ours["config"].drop_nulls().unique().to_list())),
         optimizers={opt: tuple(sorted(set(cfgs))) for opt, cfgs in ours.drop_nulls("optimizer")
                     .group_by("optimizer").agg(pl.col("config")).sort("optimizer").rows()},
         selected=selected,
+        best=best,
     )
 
 
@@ -222,6 +293,8 @@ def _cell_texts(result: ResultTable, cell: Cell, row: dict) -> list[str]:
         if cell.n > 1:
             ours += f" ± {_fmt(cell.ours_std, dec)}"
         ours += f" (n={cell.n})"
+        if cell.significance:
+            ours += f" {MARKS[cell.significance]}"
     if cell.paper is None:
         paper = "—"
     else:
@@ -230,6 +303,28 @@ def _cell_texts(result: ResultTable, cell: Cell, row: dict) -> list[str]:
         paper = (f"**{paper}**" if bold else paper) + ("\\*" if starred else "")
     diff = "—" if cell.diff is None else _fmt(cell.diff, dec, sign=True)
     return [ours, paper, diff]
+
+
+def _significance_note(result: ResultTable) -> str:
+    t = result.table
+    if not t.proposed:
+        return "not tested: this table has no rows of the paper's own models to test against baselines."
+    names = ", ".join(r["name"] for r in t.rows if row_id(t, r) in t.proposed)
+    rule = t.significance
+    auc = f" and an AUC gap of at least {rule.min_auc_diff:g}" if rule.min_auc_diff is not None else ""
+    note = (f"{MARKS['better']} / {MARKS['worse']} after our value = the paper's own model ({names}) is "
+            f"significantly better / worse than our best baseline (the best of the other rows in our runs, per "
+            f"dataset and metric, named under each table): two-tailed Welch t-test (unequal variances) over "
+            f"seeds, p < {rule.p_threshold:g}{auc}. Threshold: {rule.source}. The paper's own bold and \\* "
+            f"stay on its values.")
+    if all(c.n < 2 for c in result.cells):
+        return f"no test made: fewer than 2 seeds per cell (a t-test needs n >= 2). When there are: {note}"
+    return note + " Cells with fewer than 2 seeds on either side are not tested."
+
+
+def _total_jobs(result: ResultTable) -> int:
+    # the reproduction's jobs when known (the ones never started included), else every job folder read
+    return result.expected if result.expected is not None else result.completed + len(result.skipped)
 
 
 def _header(result: ResultTable) -> list[str]:
@@ -242,15 +337,19 @@ def _header(result: ResultTable) -> list[str]:
         seeds = ", ".join(map(str, result.seeds))
         budget = f"scale `{result.scale}`; {epochs} per run; seeds {seeds}; metrics on the {SPLIT} split"
     lines = [f"# {t.paper} {t.key} ({t.label}): paper vs reproduced", "",
-             f"*{t.caption}* — {t.title}", "",
-             f"- **Budget**: {budget}.",
-             "- **Data per paper column**:"]
+             f"*{t.caption}* — {t.title}", ""]
+    total = _total_jobs(result)
+    if total > result.completed:
+        lines += [f"**Partial**: {total - result.completed} of {total} jobs did not complete (failed or missing, "
+                  f"counted at the end); their cells are missing or rest on fewer seeds.", ""]
+    lines += [f"- **Budget**: {budget}.", "- **Data per paper column**:"]
     for dataset, used in result.data.items():
         desc = "no runs" if used is None else f"{used[1]} (`data={used[0]}`)"
         lines.append(f"  - {dataset_name(dataset)} column: {desc}")
     if result.optimizers:
         lines.append("- **Optimizers**: " + "; ".join(f"`{opt}` for {', '.join(cfgs)}"
                                                     for opt, cfgs in result.optimizers.items()))
+    lines.append(f"- **Significance**: {_significance_note(result)}")
     lines += [f"- **Note**: {HONESTY_NOTE}", "",
               "ours = mean ± sample std over seeds (n = number of seeds; std only for n > 1); paper = as "
               "printed (bold and \\* as in the paper); Δ = ours − paper (AUC: higher is better, LogLoss: "
@@ -270,6 +369,9 @@ def _footer(result: ResultTable) -> list[str]:
     missing = [s for s in result.skipped if s.reason == "missing"]
     lines = ["---", "", f"Jobs read: {result.completed} completed, {len(failed)} failed, "
                         f"{len(missing)} missing (no metrics.json)."]
+    never = _total_jobs(result) - result.completed - len(failed) - len(missing)
+    if never:
+        lines.append(f"Jobs never started: {never} of the reproduction's {result.expected}.")
     for s in failed:
         detail = s.detail.splitlines()[0][:200] if s.detail else ""
         lines.append(f"- failed: `{s.job}` ({s.model} on {s.paper_dataset}): {detail}")
@@ -297,6 +399,9 @@ def render_markdown(result: ResultTable) -> str:
                 texts += _cell_texts(result, cells[row_id(result.table, row), dataset, metric], row)
             rows.append([t.replace("|", "\\|") for t in texts])
         lines += ["", f"## {dataset_name(dataset)}", "", *_md_table(header, rows)]
+        best = [f"{metric_name(m)} {result.best[dataset, m]}" for m in result.metrics if (dataset, m) in result.best]
+        if best:
+            lines += ["", f"Best baseline (ours): {'; '.join(best)}."]
     return "\n".join([*lines, "", *_footer(result)]) + "\n"
 
 
@@ -308,17 +413,22 @@ def render_csv(result: ResultTable) -> str:
     for c in result.cells:
         used = result.data[c.dataset]
         writer.writerow([c.model, c.name, c.dataset, c.metric, c.ours_mean, c.ours_std, c.n, c.paper, c.diff,
-                         c.status, used[1] if used else None])
+                         c.status, c.best_baseline, c.p_value, c.significance, used[1] if used else None])
     return buf.getvalue()
 
 
 def write_table(paper: str, table: str, run_dirs: list[Path], out_dir: Path, configs_dir: Path,
-                scale: str, row_configs: dict[str, str] | None = None) -> Path:
-    """Write ``<out_dir>/<table>.md`` and ``.csv`` for a paper table from run folders; return the .md path."""
-    result = build_table(get_table(paper, table), collect(run_dirs), configs_dir, scale, row_configs)
+                scale: str | None = None, row_configs: dict[str, str] | None = None,
+                expected: int | None = None) -> Path:
+    """Write ``<out_dir>/<table>.<scale>.md`` and ``.csv`` for a paper table from run folders (or job folders);
+    return the .md path. ``scale``: default, the one the runs recorded; ``expected``: the reproduction's
+    number of jobs, when known."""
+    collection = collect(run_dirs)
+    scale = run_scale(collection, scale)
+    result = build_table(get_table(paper, table), collection, configs_dir, scale, row_configs, expected)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out_dir / f"{table}.csv", render_csv(result))
-    md = out_dir / f"{table}.md"
+    md = out_dir / f"{table}.{scale}.md"
+    write_text_atomic(md.with_suffix(".csv"), render_csv(result))
     write_text_atomic(md, render_markdown(result))
     return md
