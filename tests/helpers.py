@@ -15,6 +15,8 @@ from ctrlab.data.cache import SplitArrays
 from ctrlab.data.datamodule import BatchLoader
 from ctrlab.data.schema import FeatureMap
 from ctrlab.data.synthetic import SyntheticSource
+from ctrlab.lit.module import training_loss
+from ctrlab.models.base import CTRModel
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -41,7 +43,7 @@ def random_batch(fm: FeatureMap, batch_size: int = 32, seed: int = 0, values: bo
 
 
 def fit_and_auc(
-    model: torch.nn.Module,
+    model: CTRModel,
     splits: dict[str, SplitArrays],
     epochs: int = 6,
     lr: float = 3e-3,
@@ -57,8 +59,8 @@ def fit_and_auc(
     for _ in range(epochs):
         model.train()
         for batch in train:
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(batch), batch["label"])
-            loss = loss + model.regularization()
+            bce, terms = training_loss(model, batch)
+            loss = bce + sum(terms.values())
             opt.zero_grad()
             loss.backward()
             opt.step()

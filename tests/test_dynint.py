@@ -240,13 +240,15 @@ def test_dgp_penalty_is_eq11_over_static_columns(tiny_feature_map):
         abs_cos(layer.u[:, p], layer.u[:, q]) + abs_cos(layer.v[:, p], layer.v[:, q])
         for layer in model.layers for p in range(4) for q in range(p)
     )
-    torch.testing.assert_close(model.regularization(), expected)
+    batch = random_batch(tiny_feature_map, 3)
+    torch.testing.assert_close(model.regularization(batch, model.forward_train(batch))["orthogonal"], expected)
 
 
 def test_dgp_penalty_starts_at_zero_when_k_fits(tiny_feature_map):
     model = DynIntDGP(tiny_feature_map, embedding_dim=4, embedding_init_std=0.1, num_layers=2, num_subspaces=2,
                       reduction_ratio=2, kernel_size=4, ortho_lambda=1.0)  # K = 4 <= F' = 10
-    assert model.regularization().item() < 1e-5
+    batch = random_batch(tiny_feature_map, 3)
+    assert model.regularization(batch, model.forward_train(batch))["orthogonal"].item() < 1e-5
 
 
 def test_dwp_penalty_is_eq12_averaged_over_the_batch(tiny_feature_map):
@@ -257,21 +259,28 @@ def test_dwp_penalty_is_eq12_averaged_over_the_batch(tiny_feature_map):
     for layer in model.layers:
         torch.nn.init.normal_(layer.factor_net[2].weight)  # make the per-instance pairs differ
     batch = random_batch(tiny_feature_map, 5)
-    model(batch)
+    output = model.forward_train(batch)
     x0 = split_subspaces(model.embedding(batch), 2)
     total = 0.0
     for layer in model.layers:
         u, v = layer.factors(x0)
         for i in range(5):
             total += sum(abs_cos(u[i, p], u[i, q]) + abs_cos(v[i, p], v[i, q]) for p in range(k) for q in range(p))
-    torch.testing.assert_close(model.regularization(), lam * total / 5)
+    torch.testing.assert_close(model.regularization(batch, output)["orthogonal"], lam * total / 5)
 
 
-def test_dwp_penalty_needs_a_forward(tiny_feature_map):
-    model = DynIntDWP(tiny_feature_map, embedding_dim=4, embedding_init_std=0.5, num_layers=1, num_subspaces=1,
-                      reduction_ratio=2, rank=2, ortho_lambda=0.1)
-    with pytest.raises(RuntimeError, match="forward"):
-        model.regularization()
+def test_dwp_penalty_reads_its_own_forward_not_the_last_one(tiny_feature_map):
+    torch.manual_seed(0)
+    model = DynIntDWP(tiny_feature_map, embedding_dim=4, embedding_init_std=0.5, num_layers=2, num_subspaces=1,
+                      reduction_ratio=2, rank=3, ortho_lambda=0.1)
+    for layer in model.layers:
+        torch.nn.init.normal_(layer.factor_net[2].weight)
+    first, second = random_batch(tiny_feature_map, 4, seed=1), random_batch(tiny_feature_map, 4, seed=2)
+    out_first = model.forward_train(first)
+    alone = model.regularization(first, out_first)["orthogonal"]
+    model.forward_train(second)  # a later forward must not change what the first step's penalty is
+    torch.testing.assert_close(model.regularization(first, out_first)["orthogonal"], alone)
+    assert not torch.allclose(model.regularization(second, model.forward_train(second))["orthogonal"], alone)
 
 
 def test_dwp_copies_and_pickles_after_a_forward(tiny_feature_map):
@@ -284,7 +293,7 @@ def test_dwp_copies_and_pickles_after_a_forward(tiny_feature_map):
     model(batch).sum().backward()
     for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
         torch.testing.assert_close(clone(batch), model(batch))
-        assert clone.regularization().item() > 0
+        assert clone.regularization(batch, clone.forward_train(batch))["orthogonal"].item() > 0
 
 
 def test_penalty_off_and_da_has_none(tiny_feature_map):
@@ -293,8 +302,8 @@ def test_penalty_off_and_da_has_none(tiny_feature_map):
                     reduction_ratio=2, rank=2, ortho_lambda=0.0)
     da = DynIntDA(tiny_feature_map, embedding_dim=4, embedding_init_std=0.5, num_layers=1, num_subspaces=1,
                   reduction_ratio=2)
-    dwp(batch)
-    assert dwp.regularization().item() == 0 and da.regularization().item() == 0
+    assert dwp.regularization(batch, dwp.forward_train(batch)) == {}
+    assert da.regularization(batch, da.forward_train(batch)) == {}
 
 
 # --- shapes, groups, gradients, configs ---------------------------------------------------------------------
@@ -313,9 +322,9 @@ MODELS = {
 def test_forward_groups_and_gradients(name, tiny_feature_map):
     model = MODELS[name](tiny_feature_map)
     batch = random_batch(tiny_feature_map, 7, values=True)
-    logits = model(batch)
-    assert logits.shape == (7,)
-    (logits.sum() + model.regularization()).backward()
+    output = model.forward_train(batch)
+    assert output.logits.shape == (7,)
+    (output.logits.sum() + sum(model.regularization(batch, output).values())).backward()
     groups = model.parameter_groups()
     assert set(groups) == {"embedding", "dense"}
     assert groups["embedding"] == [model.embedding.table.weight]

@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from ctrlab.data.schema import FeatureMap, Field
+from ctrlab.lit.module import training_loss
 from tests.helpers import ROOT
 
 MODELS = sorted(str(p.relative_to(ROOT / "configs" / "model").with_suffix(""))
@@ -50,7 +51,8 @@ def test_model_trains_a_step_on_every_kind_of_field(model):
     batch = rich_batch()
     logits = net(batch)
     assert logits.shape == (6,) and torch.isfinite(logits).all()
-    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, batch["label"]) + net.regularization()
+    bce, terms = training_loss(net, batch)
+    loss = bce + sum(terms.values())
     loss.backward()
     grads = [p.grad for p in net.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)

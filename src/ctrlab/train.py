@@ -22,7 +22,7 @@ from omegaconf.errors import InterpolationResolutionError
 from ctrlab.data.crosses import CrossSpec
 from ctrlab.data.datamodule import CTRDataModule
 from ctrlab.lit.callbacks import ThroughputMonitor
-from ctrlab.lit.module import CTRModule, NonFiniteLossError
+from ctrlab.lit.module import NonFiniteLossError
 from ctrlab.utils import environment, write_json
 
 log = logging.getLogger("ctrlab.train")
@@ -116,7 +116,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule.setup()
     fm = datamodule.feature_map
     model = instantiate(cfg.model, _partial_=True)(feature_map=fm)  # a dataclass kwarg would become a DictConfig
-    module = CTRModule(model, cfg.optimizer)
+    # the LightningModule is a config choice (configs/module/); config + feature map make its checkpoints rebuildable
+    module = instantiate(cfg.module, _partial_=True)(model=model, optimizer=cfg.optimizer, config=cfg, feature_map=fm)
 
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]  # null: switched off
     throughput = next((c for c in callbacks if isinstance(c, ThroughputMonitor)), None)

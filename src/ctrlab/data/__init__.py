@@ -1,1 +1,1 @@
-"""The data path: raw readers and recipes -> validated cache -> whole-batch loaders (DESIGN §3)."""
+"""The data path: raw readers and recipes -> validated cache -> whole-batch loaders (docs/architecture.md)."""

@@ -75,7 +75,7 @@ column, unless ``on_bad_line: skip``: then they are dropped, counted (``extra["b
 the first few logged. The split is drawn over all lines before bad ones are dropped, so a skipped line never
 moves another line to another split. C-values are opaque strings (not checked to be hex).
 
-Streaming in bounded memory (DESIGN §3) through ``ctrlab.data.tabular``, which this module feeds with the
+Streaming in bounded memory through ``ctrlab.data.tabular``, which this module feeds with the
 parser and the recipe's fields: lines are read ``chunk_rows`` at a time as one string column and split at
 the tabs. Memory: one chunk's frames (~3 KB a line) + the train value counts (tens of millions of distinct
 values on full Criteo: a few GB) + the split positions (4 bytes a line read, 8 while they are drawn: 6-12

@@ -133,7 +133,12 @@ class FeatureMap:
 
     @classmethod
     def load(cls, path: str | Path) -> FeatureMap:
-        d = json.loads(Path(path).read_text())
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FeatureMap:
+        """The inverse of ``to_dict`` (its json form)."""
+        d = dict(d)
         d["fields"] = [Field(**f) for f in d["fields"]]
         d["cross_fields"] = [Field(**f) for f in d.get("cross_fields", [])]
         d["cross_pairs"] = [tuple(p) for p in d.get("cross_pairs", [])]

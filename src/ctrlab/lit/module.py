@@ -1,17 +1,23 @@
-"""``CTRModule``: wraps any ``CTRModel`` for training, validation and test (DESIGN §5)."""
+"""``CTRModule``: wraps any ``CTRModel`` for training, validation and test (docs/architecture.md, "Module contract").
+
+Its checkpoints describe themselves: the run's resolved config and the feature map travel in the checkpoint's
+``hyper_parameters``, so ``load_model(ckpt_path)`` rebuilds the trained model from the checkpoint alone.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAUROC
 
+from ctrlab.data.schema import FeatureMap
 from ctrlab.models.base import CTRModel
 
 
@@ -19,19 +25,49 @@ class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or inf; raised before the optimizer step, so the weights are intact."""
 
 
+def training_loss(model: CTRModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The BCE-with-logits of one batch (a mean) and the model's named extra terms; the loss is their sum."""
+    output = model.forward_train(batch)
+    bce = F.binary_cross_entropy_with_logits(output.logits, batch["label"])
+    return bce, model.regularization(batch, output)
+
+
+def _plain(cfg: DictConfig | dict | None) -> dict | None:
+    """A config as plain Python containers, so the checkpoint loads with ``torch.load(weights_only=True)``."""
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
 class CTRModule(pl.LightningModule):
-    """BCE-with-logits + ``model.regularization()``; AUC and log loss on valid and test.
+    """BCE-with-logits + ``model.regularization(batch, output)``; AUC and log loss on valid and test.
 
     Optimisation is manual so that one code path serves one optimizer or several: each parameter family
     named in ``optimizer.families`` (``embedding``, ``dense``, ``arch``) gets its own optimizer, and every
     family not named there shares the one built from ``families.default``.
+
+    ``config`` (the run's resolved config) and ``feature_map`` are stored, not used: they make a checkpoint
+    enough to rebuild its model (``load_model``).
     """
 
-    def __init__(self, model: CTRModel, optimizer: DictConfig) -> None:
+    def __init__(
+        self,
+        model: CTRModel,
+        optimizer: DictConfig | dict,
+        config: DictConfig | dict | None = None,
+        feature_map: FeatureMap | None = None,
+    ) -> None:
         super().__init__()
+        # the model's weights are in the state dict; everything else that describes the run is plain data.
+        # Not sent to the loggers: train.py writes the config itself, and the feature map is no hyper-parameter.
+        self.save_hyperparameters(
+            {
+                "optimizer": _plain(optimizer),
+                "config": _plain(config),
+                "feature_map": feature_map.to_dict() if feature_map is not None else None,
+            },
+            logger=False,
+        )
         self.automatic_optimization = False
         self.model = model
-        self.optimizer_cfg = optimizer
         # every rank scores the whole eval split (see CTRDataModule), so no cross-rank sync is needed
         for stage in ("val", "test"):
             setattr(self, f"{stage}_auc", BinaryAUROC(sync_on_compute=False))
@@ -42,7 +78,7 @@ class CTRModule(pl.LightningModule):
         return self.model(batch)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        families = self.optimizer_cfg.families
+        families = self.hparams.optimizer["families"]
         if "default" not in families:
             raise ValueError(f"optimizer.families must have a `default` entry; it has {list(families)}")
         params: dict[str, list[torch.nn.Parameter]] = {}
@@ -51,13 +87,13 @@ class CTRModule(pl.LightningModule):
         return [instantiate(families[name])(ps) for name, ps in params.items()]
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        logits = self.model(batch)
-        bce = F.binary_cross_entropy_with_logits(logits, batch["label"])
-        loss = bce + self.model.regularization()
+        bce, terms = training_loss(self.model, batch)
+        loss = bce + sum(terms.values())
         if not torch.isfinite(loss):
+            parts = ", ".join(f"{name} {t.item()}" for name, t in {"bce": bce, **terms}.items())
             raise NonFiniteLossError(
-                f"training loss is {loss.item()} at global step {self.global_step} (epoch {self.current_epoch}); "
-                "try a lower learning rate or stronger regularisation"
+                f"training loss is {loss.item()} ({parts}) at global step {self.global_step} "
+                f"(epoch {self.current_epoch}); try a lower learning rate or stronger regularisation"
             )
         optimizers = self.optimizers()
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
@@ -68,6 +104,8 @@ class CTRModule(pl.LightningModule):
             opt.step()
         self.samples_seen += len(batch["label"])
         self.log("train/loss", bce, prog_bar=True, on_step=True, on_epoch=False)
+        for name, term in terms.items():
+            self.log(f"train/reg/{name}", term, on_step=True, on_epoch=False)
         return loss
 
     def _eval_step(self, batch: dict[str, torch.Tensor], stage: str) -> None:
@@ -101,3 +139,20 @@ class CTRModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.samples_seen = checkpoint.get("samples_seen", 0)
+
+
+def load_model(ckpt_path: str | Path) -> CTRModel:
+    """The trained model of a ``CTRModule`` checkpoint, rebuilt from the checkpoint alone, on CPU, in eval mode:
+    the model config and feature map stored in it, then its weights."""
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    described = ckpt.get("hyper_parameters") or {}
+    if described.get("config") is None or described.get("feature_map") is None:
+        raise ValueError(
+            f"checkpoint {ckpt_path} does not describe its model (no `config` / `feature_map` in its "
+            "hyper_parameters): it was written by a CTRModule built without them, not by ctrlab.train"
+        )
+    feature_map = FeatureMap.from_dict(described["feature_map"])
+    model = instantiate(described["config"]["model"], _partial_=True)(feature_map=feature_map)
+    weights = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    model.load_state_dict(weights)
+    return model.eval()

@@ -1,6 +1,8 @@
-"""The contract every model keeps (DESIGN §4)."""
+"""The contract every model keeps (docs/architecture.md, "Model contract")."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -8,17 +10,33 @@ from torch import nn
 from ctrlab.nn.embedding import CrossEmbedding, FeatureEmbedding
 
 
-class CTRModel(nn.Module):
-    """``forward(batch) -> logits [B]``, plus the two hooks the training module uses:
+@dataclass
+class ModelOutput:
+    """What a training step gets from ``CTRModel.forward_train``: the logits and the intermediate tensors that the
+    model's ``regularization`` needs (DWP's per-instance factors, later DIEN's interest states), keyed by name."""
 
-    - ``regularization()``: extra loss terms (orthogonal penalties, ...); zero unless a model adds some.
+    logits: torch.Tensor  # [B]
+    aux: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class CTRModel(nn.Module):
+    """``forward(batch) -> logits [B]`` for inference, plus the hooks the training module uses:
+
+    - ``forward_train(batch) -> ModelOutput``: the logits and whatever ``regularization`` needs from the
+      forward pass; by default the logits alone.
+    - ``regularization(batch, output) -> {name: scalar}``: extra loss terms added to the BCE (orthogonal
+      penalties, auxiliary losses), each logged as ``train/reg/<name>``; none unless a model adds some. They
+      see the batch and this forward's outputs, so no model keeps state from "the last forward".
     - ``parameter_groups()``: parameters by family, so the optimizer config can give each family its own
       optimizer: ``embedding`` (every ``FeatureEmbedding`` and ``CrossEmbedding`` table) and ``dense`` (the
       rest). Models with architecture parameters add ``arch``.
     """
 
-    def regularization(self) -> torch.Tensor:
-        return torch.zeros((), device=next(self.parameters()).device)
+    def forward_train(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
+        return ModelOutput(self(batch))
+
+    def regularization(self, batch: dict[str, torch.Tensor], output: ModelOutput) -> dict[str, torch.Tensor]:
+        return {}
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         tables = (FeatureEmbedding, CrossEmbedding)

@@ -7,10 +7,11 @@
 All share xDeepInt's embedding, subspace-crossing and output layer (``PINModel``).
 
 Orthogonal penalty scaling: eqs. 11-12 sum over the N training instances next to a log loss that is also a
-sum. Our loss is a batch mean (``CTRModule``), so ``regularization()`` returns the per-instance penalty:
-``ortho_lambda * sum_l sum_{p>q} (|cos(u_p, u_q)| + |cos(v_p, v_q)|)`` — for DGP over the static columns
-of U_l, V_l (no dependence on the instance, so the sum over i is N copies of it), for DWP averaged over the
-batch of the last forward. ``ortho_lambda`` is thus λ of eqs. 11-12 with the same meaning.
+sum. Our loss is a batch mean (``CTRModule``), so ``regularization()`` returns the per-instance penalty,
+named ``orthogonal``: ``ortho_lambda * sum_l sum_{p>q} (|cos(u_p, u_q)| + |cos(v_p, v_q)|)`` — for DGP over
+the static columns of U_l, V_l (no dependence on the instance, so the sum over i is N copies of it), for DWP
+averaged over the batch, from the factors that ``forward_train`` returns. ``ortho_lambda`` is thus λ of
+eqs. 11-12 with the same meaning.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from __future__ import annotations
 import torch
 
 from ctrlab.data.schema import FeatureMap
+from ctrlab.models.base import ModelOutput
 from ctrlab.models.xdeepint import PINModel
 from ctrlab.nn.dynamic import DynamicActivationPIN, DynamicGeneratedPIN, DynamicWeightedPIN
+from ctrlab.nn.polynomial import split_subspaces
 
 
 class DynIntDA(PINModel):
@@ -39,14 +42,18 @@ class DynIntDA(PINModel):
 
 
 class _OrthogonalPIN(PINModel):
-    """A PIN model whose layers have ``orthogonal_penalty()``; adds ``ortho_lambda * sum_l penalty_l``."""
+    """A PIN model with eqs. 11-12's penalty: ``{"orthogonal": ortho_lambda * sum_l penalty_l}``."""
 
     ortho_lambda: float
 
-    def regularization(self) -> torch.Tensor:
+    def layer_penalties(self, output: ModelOutput) -> list[torch.Tensor]:
+        """penalty_l per layer, scalars (per instance: see the module docstring)."""
+        raise NotImplementedError
+
+    def regularization(self, batch: dict[str, torch.Tensor], output: ModelOutput) -> dict[str, torch.Tensor]:
         if self.ortho_lambda == 0 or len(self.layers) == 0:
-            return super().regularization()
-        return self.ortho_lambda * torch.stack([layer.orthogonal_penalty() for layer in self.layers]).sum()
+            return {}
+        return {"orthogonal": self.ortho_lambda * torch.stack(self.layer_penalties(output)).sum()}
 
 
 class DynIntDGP(_OrthogonalPIN):
@@ -68,6 +75,10 @@ class DynIntDGP(_OrthogonalPIN):
             for _ in range(num_layers)
         )
 
+    def layer_penalties(self, output: ModelOutput) -> list[torch.Tensor]:
+        """Eq. 11 per layer, over the static columns of U_l, V_l."""
+        return [layer.orthogonal_penalty() for layer in self.layers]
+
 
 class DynIntDWP(_OrthogonalPIN):
     def __init__(
@@ -86,3 +97,21 @@ class DynIntDWP(_OrthogonalPIN):
         self.layers.extend(
             DynamicWeightedPIN(self.num_rows, self.input_dim, rank, reduction_ratio) for _ in range(num_layers)
         )
+
+    def forward_train(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
+        """``PINModel.forward``, keeping each layer's (u, v) [B, K, F'] as ``aux["u<l>"]``, ``aux["v<l>"]`` for
+        eq. 12, so they are generated once per step (tests/test_module.py checks it against ``forward``)."""
+        x0 = split_subspaces(self.embedding(batch), self.num_subspaces)  # [B, F', D']
+        x, aux = x0, {}
+        for i, layer in enumerate(self.layers):
+            u, v = layer.factors(x0)  # [B, K, F'] each
+            x = layer.weighted(x, x0, u, v)  # [B, F', D']
+            aux[f"u{i}"], aux[f"v{i}"] = u, v
+        return ModelOutput(self.output(x), aux)
+
+    def layer_penalties(self, output: ModelOutput) -> list[torch.Tensor]:
+        """Eq. 12 per layer, averaged over the instances of this step's forward."""
+        return [
+            DynamicWeightedPIN.orthogonal_penalty(output.aux[f"u{i}"], output.aux[f"v{i}"]).mean()
+            for i in range(len(self.layers))
+        ]

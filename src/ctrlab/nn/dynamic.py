@@ -127,8 +127,8 @@ class DynamicWeightedPIN(nn.Module):
     the 1/K as each pair's share of G and add 1/sqrt(K) to u and to v, so every u_p v_p^T starts at ≈ 1/K and
     G^(i) at ≈ 1 (identical to the literal reading for K = 1): DWP starts as xDeepInt.
 
-    The (u, v) of the last forward are kept for the orthogonal penalty (eq. 12), which the loss asks for
-    after the forward; they are recomputed on every forward.
+    The layer keeps no state between calls: a model that needs (u, v) for eq. 12's penalty calls ``factors``
+    and ``weighted`` itself and hands the factors on (``DynIntDWP.forward_train``).
     """
 
     def __init__(self, num_rows: int, in_dim: int, rank: int, reduction_ratio: int) -> None:
@@ -138,29 +138,23 @@ class DynamicWeightedPIN(nn.Module):
         self.weight = nn.Parameter(torch.empty(num_rows, num_rows))  # W: [F', F']
         init_interaction_matrix(self.weight)
         self.factor_net = GeneratorNetwork(in_dim, 2 * rank * num_rows, reduction_ratio)
-        self._factors: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def factors(self, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(u, v), each [B, K, F']: row p is u_p^(i) (resp. v_p^(i)) of eq. 9."""
         out = self.factor_net(x0).view(-1, 2, self.rank, self.num_rows) + 1.0 / math.sqrt(self.rank)
         return out[:, 0], out[:, 1]
 
-    def forward(self, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
-        u, v = self.factors(x0)  # [B, K, F'] each
-        self._factors = (u, v)
+    def weighted(self, x: torch.Tensor, x0: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Eq. 6 with G^(i) given by its factors (u, v) [B, K, F']: X_{l-1} ∘ ((G^(i) ∘ W) X0) + X_{l-1}."""
         scaled = v.unsqueeze(-1) * x0.unsqueeze(1)  # diag(v_p) X0: [B, K, F', D']
         weighted = torch.matmul(self.weight, scaled)  # W diag(v_p) X0: [B, K, F', D']
         mixed = (u.unsqueeze(-1) * weighted).sum(dim=1)  # sum_p diag(u_p) W diag(v_p) X0: [B, F', D']
         return x * mixed + x
 
-    def __getstate__(self) -> dict:
-        state = dict(super().__getstate__())
-        state["_factors"] = None  # graph tensors of the last batch: neither copyable nor worth pickling
-        return state
+    def forward(self, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        return self.weighted(x, x0, *self.factors(x0))
 
-    def orthogonal_penalty(self) -> torch.Tensor:
-        """Eq. 12 for one layer, averaged over the instances of the last forward (see DynIntDWP)."""
-        if self._factors is None:
-            raise RuntimeError("DynamicWeightedPIN.orthogonal_penalty() needs a forward pass first")
-        u, v = self._factors
-        return (pairwise_abs_cosine(u) + pairwise_abs_cosine(v)).mean()
+    @staticmethod
+    def orthogonal_penalty(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Eq. 12's summand for one layer, per instance: sum_{p>q} |cos(u_p, u_q)| + |cos(v_p, v_q)|. [B]"""
+        return pairwise_abs_cosine(u) + pairwise_abs_cosine(v)

@@ -1,4 +1,4 @@
-"""Embedding lookups over the shared id space (DESIGN §3): one table, per-field offsets."""
+"""Embedding lookups over the shared id space: one table, per-field offsets (docs/architecture.md, batch contract)."""
 
 from __future__ import annotations
 
