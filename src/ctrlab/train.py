@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
 import hydra
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
@@ -44,6 +44,29 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(
             f"config key(s) {keys} required but not set; pass them on the command line, e.g. `{missing[0]}=...`"
         )
+    _check_model_keys(cfg)
+
+
+def _check_model_keys(cfg: DictConfig) -> None:
+    """Every ``model.*`` key must be an argument of the model's class, and null only where it takes None: an
+    ablation (configs/ablation/) that sets ``model.mlp_hidden: null`` on a model without a DNN to drop must
+    stop here, naming the model and the ablation, not add a key the model never reads."""
+    cls = get_class(cfg.model._target_)
+    hints = get_type_hints(cls.__init__)
+    choices = _choices()
+    model = choices.get("model") or cfg.model._target_
+    ablation = choices.get("ablation")
+    cause = f" with ablation={ablation}" if ablation not in (None, "none") else ""
+    for key, value in cfg.model.items():
+        if str(key).startswith("_"):  # _target_, _partial_: Hydra's
+            continue
+        if key not in hints:
+            args = ", ".join(sorted(set(hints) - {"feature_map", "return"}))
+            raise ConfigError(f"model={model}{cause}: {cls.__name__} has no argument `model.{key}` "
+                              f"(it takes: {args or 'none'}), so there is nothing there to set or ablate")
+        if value is None and type(None) not in get_args(hints[key]):
+            raise ConfigError(f"model={model}{cause}: `model.{key}` cannot be null, {cls.__name__} needs a "
+                              f"{hints[key]} there: it cannot run without that part")
 
 
 def _choices() -> dict[str, Any]:
@@ -127,6 +150,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "model": choices.get("model"),
         "data": choices.get("data"),
         "optimizer": choices.get("optimizer"),
+        "ablation": choices.get("ablation"),  # an override bundle of configs/ablation/ ("none": the model as is)
         "paper_row": _paper_row(cfg, choices.get("model")),
         "paper_dataset": cfg.data.paper_dataset,
         # a hyper-parameter grid's point (configs/grid/): the report keeps, per model and data, the best on val/auc
@@ -192,6 +216,7 @@ def main(cfg: DictConfig) -> float | None:
                 {
                     "model": choices.get("model"),
                     "data": choices.get("data"),
+                    "ablation": choices.get("ablation"),
                     "seed": cfg.get("seed"),
                     "status": "failed",
                     "error": f"{type(err).__name__}: {err}",

@@ -117,7 +117,8 @@ class CTRDataModule(pl.LightningDataModule):
         return BatchLoader(
             self.splits[split],
             self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
+            # overfit_batches must see the same batches every epoch; Lightning unshuffles only its own DataLoader
+            shuffle=train and not (trainer is not None and trainer.overfit_batches > 0),
             seed=self.seed,
             # evaluation is not sharded: every rank scores the whole split, so metrics need no gathering
             rank=rank if train else 0,

@@ -2,7 +2,8 @@
 and an MLP maps them to the logit. AFN+ (``afn_plus``) ensembles AFN with a DNN that has its own embedding
 table: ``ŷ = σ(w_1 ŷ_AFN + w_2 ŷ_DNN + b)``, w_1 = w_2 = 0.5 at the start (authors' code).
 
-``mlp_hidden`` is the ensembled DNN (null: plain AFN); ``afn_hidden`` is AFN's own MLP. Unlike the authors'
+``mlp_hidden`` is the ensembled DNN (null: plain AFN); ``afn_hidden`` is AFN's own MLP. ``shared_embedding``
+gives the DNN AFN's embedding table instead of its own (ablation=shared_embedding). Unlike the authors'
 code, AFN+ is trained end to end on the ensemble's loss alone: their code adds the two parts' own losses and
 stops the ensemble's gradient into them, which the one-logit model contract cannot express.
 """
@@ -34,6 +35,7 @@ class AFN(CTRModel):
         mlp_hidden: list[int] | None,
         mlp_dropout: float,
         mlp_norm: Norm,
+        shared_embedding: bool,
     ) -> None:
         super().__init__()
         num_fields = feature_map.num_fields
@@ -42,7 +44,9 @@ class AFN(CTRModel):
         self.afn_mlp = MLP(log_neurons * embedding_dim, afn_hidden, 1, afn_dropout, afn_norm)
         self.dnn_embedding = self.mlp = self.ensemble = None
         if mlp_hidden is not None:
-            self.dnn_embedding = FeatureEmbedding(feature_map, embedding_dim, embedding_init_std)
+            # one table for both parts, or the DNN's own (the authors' AFN+): one module under two names
+            self.dnn_embedding = (self.embedding if shared_embedding
+                                  else FeatureEmbedding(feature_map, embedding_dim, embedding_init_std))
             self.mlp = MLP(num_fields * embedding_dim, mlp_hidden, 1, mlp_dropout, mlp_norm)
             self.ensemble = nn.Linear(2, 1)  # [w_1, w_2], b
             nn.init.constant_(self.ensemble.weight, 0.5)
