@@ -23,6 +23,7 @@ from ctrlab.data.crosses import CrossSpec
 from ctrlab.data.datamodule import CTRDataModule
 from ctrlab.lit.callbacks import ThroughputMonitor
 from ctrlab.lit.module import CTRModule, NonFiniteLossError
+from ctrlab.lit.resume import carry_csv_log, check_run_folder
 from ctrlab.utils import environment, write_json
 
 log = logging.getLogger("ctrlab.train")
@@ -97,6 +98,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Train, validate and test one model; returns the metrics written to ``metrics.json``."""
     check_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
+    check_run_folder(output_dir, cfg.get("ckpt_path"))
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     write_json(output_dir / "environment.json", environment())
@@ -135,6 +137,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "params": model.num_parameters(),
         "status": "running",
     }
+    if cfg.get("ckpt_path"):
+        carry_csv_log(cfg.ckpt_path, trainer.loggers)
     start = time.perf_counter()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
