@@ -24,17 +24,15 @@ from ctrlab.data.datamodule import CTRDataModule
 from ctrlab.lit.callbacks import ThroughputMonitor
 from ctrlab.lit.module import CTRModule, NonFiniteLossError
 from ctrlab.lit.resume import carry_csv_log, check_run_folder
+from ctrlab.run_config import ConfigError, validate_run_config
 from ctrlab.utils import environment, write_json
 
 log = logging.getLogger("ctrlab.train")
 
 
-class ConfigError(ValueError):
-    """A configuration problem, reported with the key at fault."""
-
-
 def check_config(cfg: DictConfig) -> None:
-    """Resolve everything up front, so a missing path or value fails at start, naming its key."""
+    """Resolve everything up front and check it against the schema (``ctrlab.run_config``), so a missing or
+    wrong value fails at start, naming its key."""
     try:
         # resolving first also catches `???` that arrives through an interpolation, e.g. ${oc.env:CRITEO,???}
         missing = sorted(OmegaConf.missing_keys(OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))))
@@ -45,6 +43,11 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(
             f"config key(s) {keys} required but not set; pass them on the command line, e.g. `{missing[0]}=...`"
         )
+    validate_run_config(cfg)
+
+
+class NoTrainingError(RuntimeError):
+    """A run finished without a single training step."""
 
 
 def _choices() -> dict[str, Any]:
@@ -152,6 +155,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     metrics["fit_time_s"] = time.perf_counter() - start
     metrics["epochs"] = trainer.current_epoch
     metrics["global_step"] = trainer.global_step
+    if trainer.global_step == 0:
+        raise NoTrainingError(
+            f"the run trained zero steps (train split: {fm.split_sizes.get('train')} rows, batch size "
+            f"{cfg.data.batch_size}, trainer.limit_train_batches={cfg.trainer.get('limit_train_batches')}, "
+            f"trainer.max_epochs={cfg.trainer.get('max_epochs')}): an untrained model is not a result"
+        )
     if throughput is not None:
         metrics.update(train_time_s=throughput.train_time_s, samples_per_s=throughput.samples_per_s)
 
