@@ -56,8 +56,9 @@ def fit_and_auc(
     train = BatchLoader(splits["train"], batch_size, shuffle=True, seed=seed)
     test = BatchLoader(splits["test"], len(splits["test"]), shuffle=False).batch(slice(None))
     best = 0.0
-    for _ in range(epochs):
+    for epoch in range(epochs):
         model.train()
+        train.set_epoch(epoch)
         for batch in train:
             bce, terms = training_loss(model, batch)
             loss = bce + sum(terms.values())

@@ -67,7 +67,10 @@ def test_changed_recipe_gets_its_own_cache_folder(tmp_path):
 def test_loader_visits_every_row_once_per_epoch_in_a_new_order(tmp_path):
     _, splits = cache.load(cache.prepare(small(), tmp_path))
     loader = BatchLoader(splits["train"], batch_size=128, shuffle=True, seed=0)
-    epochs = [np.concatenate([b["ids"].numpy() for b in loader]) for _ in range(2)]
+    epochs = []
+    for epoch in range(2):
+        loader.set_epoch(epoch)
+        epochs.append(np.concatenate([b["ids"].numpy() for b in loader]))
     for seen in epochs:
         assert len(seen) == 1400
         assert sorted(map(tuple, seen)) == sorted(map(tuple, np.asarray(splits["train"].ids)))

@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, get_args, get_type_hints
+from typing import Any
 
 import hydra
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import get_class, instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
@@ -23,17 +23,16 @@ from ctrlab.data.crosses import CrossSpec
 from ctrlab.data.datamodule import CTRDataModule
 from ctrlab.lit.callbacks import ThroughputMonitor
 from ctrlab.lit.module import NonFiniteLossError
+from ctrlab.lit.resume import carry_csv_log, check_run_folder
+from ctrlab.run_config import ConfigError, validate_run_config
 from ctrlab.utils import environment, write_json
 
 log = logging.getLogger("ctrlab.train")
 
 
-class ConfigError(ValueError):
-    """A configuration problem, reported with the key at fault."""
-
-
 def check_config(cfg: DictConfig) -> None:
-    """Resolve everything up front, so a missing path or value fails at start, naming its key."""
+    """Resolve everything up front and check it against the schema (``ctrlab.run_config``), so a missing or
+    wrong value fails at start, naming its key."""
     try:
         # resolving first also catches `???` that arrives through an interpolation, e.g. ${oc.env:CRITEO,???}
         missing = sorted(OmegaConf.missing_keys(OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))))
@@ -44,29 +43,16 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(
             f"config key(s) {keys} required but not set; pass them on the command line, e.g. `{missing[0]}=...`"
         )
-    _check_model_keys(cfg)
-
-
-def _check_model_keys(cfg: DictConfig) -> None:
-    """Every ``model.*`` key must be an argument of the model's class, and null only where it takes None: an
-    ablation (configs/ablation/) that sets ``model.mlp_hidden: null`` on a model without a DNN to drop must
-    stop here, naming the model and the ablation, not add a key the model never reads."""
-    cls = get_class(cfg.model._target_)
-    hints = get_type_hints(cls.__init__)
     choices = _choices()
     model = choices.get("model") or cfg.model._target_
     ablation = choices.get("ablation")
-    cause = f" with ablation={ablation}" if ablation not in (None, "none") else ""
-    for key, value in cfg.model.items():
-        if str(key).startswith("_"):  # _target_, _partial_: Hydra's
-            continue
-        if key not in hints:
-            args = ", ".join(sorted(set(hints) - {"feature_map", "return"}))
-            raise ConfigError(f"model={model}{cause}: {cls.__name__} has no argument `model.{key}` "
-                              f"(it takes: {args or 'none'}), so there is nothing there to set or ablate")
-        if value is None and type(None) not in get_args(hints[key]):
-            raise ConfigError(f"model={model}{cause}: `model.{key}` cannot be null, {cls.__name__} needs a "
-                              f"{hints[key]} there: it cannot run without that part")
+    # an ablation (configs/ablation/) that sets a key on a model without that part stops here, naming both
+    context = f"model={model}" + (f" with ablation={ablation}" if ablation not in (None, "none") else "")
+    validate_run_config(cfg, model_context=context)
+
+
+class NoTrainingError(RuntimeError):
+    """A run finished without a single training step."""
 
 
 def _choices() -> dict[str, Any]:
@@ -120,6 +106,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Train, validate and test one model; returns the metrics written to ``metrics.json``."""
     check_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
+    check_run_folder(output_dir, cfg.get("ckpt_path"))
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     write_json(output_dir / "environment.json", environment())
@@ -161,6 +148,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "params": model.num_parameters(),
         "status": "running",
     }
+    if cfg.get("ckpt_path"):
+        carry_csv_log(cfg.ckpt_path, trainer.loggers)
     start = time.perf_counter()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
@@ -174,6 +163,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     metrics["fit_time_s"] = time.perf_counter() - start
     metrics["epochs"] = trainer.current_epoch
     metrics["global_step"] = trainer.global_step
+    if trainer.global_step == 0:
+        raise NoTrainingError(
+            f"the run trained zero steps (train split: {fm.split_sizes.get('train')} rows, batch size "
+            f"{cfg.data.batch_size}, trainer.limit_train_batches={cfg.trainer.get('limit_train_batches')}, "
+            f"trainer.max_epochs={cfg.trainer.get('max_epochs')}): an untrained model is not a result"
+        )
     if throughput is not None:
         metrics.update(train_time_s=throughput.train_time_s, samples_per_s=throughput.samples_per_s)
 

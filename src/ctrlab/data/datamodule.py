@@ -7,7 +7,7 @@ them shuffled), so an epoch visits the batches in a fresh random order of their 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,15 @@ Batch = dict[str, torch.Tensor]
 
 
 class BatchLoader:
-    """Iterates over one split in whole batches; shards by rank under DDP."""
+    """Iterates over one split in whole batches; shards by rank under DDP.
+
+    A shuffled loader visits the batch starts in a permutation drawn from ``(seed, epoch)``. The epoch is the
+    trainer's (``epoch_of``, given by ``CTRDataModule``), so the order depends on the epoch counter a resumed run
+    restores and never on how often the loader was iterated in this process; a plain loop calls ``set_epoch``.
+    The loader is also stateful: Lightning stores ``state_dict()`` (epoch, batches served) in each checkpoint, so
+    a run resumed from a checkpoint written mid-epoch serves exactly the batches the uninterrupted run would
+    have served next.
+    """
 
     def __init__(
         self,
@@ -36,26 +44,48 @@ class BatchLoader:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        epoch_of: Callable[[], int] | None = None,
     ) -> None:
         self.arrays, self.batch_size, self.shuffle = arrays, batch_size, shuffle
         self.seed, self.rank, self.world_size = seed, rank, world_size
-        self.epoch = 0
+        self.epoch, self.epoch_of = 0, epoch_of
         starts = np.arange(0, len(arrays), batch_size)
         # every rank gets the same number of batches so that DDP's collectives stay in step
         self.num_batches = len(starts) // world_size if world_size > 1 else len(starts)
         self.starts = starts
+        self.served = 0  # batches served so far in the current epoch
+        self._resume_at: tuple[int, int] | None = None  # (epoch, batches served) from a checkpoint
 
     def __len__(self) -> int:
         return self.num_batches
 
     def __iter__(self) -> Iterator[Batch]:
         starts = self.starts
+        skip = 0
         if self.shuffle:
+            if self.epoch_of is not None:
+                self.epoch = self.epoch_of()
             starts = np.random.default_rng([self.seed, self.epoch]).permutation(starts)
-            self.epoch += 1
+            if self._resume_at is not None and self._resume_at[0] == self.epoch:
+                skip = self._resume_at[1]  # resumed mid-epoch: the first `skip` batches were trained before
+            self._resume_at = None
         starts = starts[self.rank :: self.world_size][: self.num_batches]
-        for s in starts:
+        self.served = skip
+        for s in starts[skip:]:
+            self.served += 1
             yield self.batch(slice(s, s + self.batch_size))
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch whose order the next iteration visits (plain loops; under Lightning, ``epoch_of``)."""
+        self.epoch = epoch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "served": self.served}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        # applies only if the trainer resumes inside that same epoch; a checkpoint written at an epoch's end is
+        # followed by set_epoch(epoch + 1), and the next epoch starts from its first batch
+        self._resume_at = (int(state["epoch"]), int(state["served"]))
 
     def batch(self, rows: slice | np.ndarray) -> Batch:
         a = self.arrays
@@ -123,6 +153,7 @@ class CTRDataModule(pl.LightningDataModule):
             # evaluation is not sharded: every rank scores the whole split, so metrics need no gathering
             rank=rank if train else 0,
             world_size=world if train else 1,
+            epoch_of=(lambda: trainer.current_epoch) if train and trainer is not None else None,
         )
 
     def train_dataloader(self) -> BatchLoader:

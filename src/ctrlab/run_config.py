@@ -1,0 +1,165 @@
+"""The schema of a composed run config, checked before any work (docs/architecture.md, "Configs").
+
+A wrong value must stop a run at its start, naming the key, the value and what is allowed — not after the data
+is built, and never by "completing" an untrained model (``data.batch_size=-5`` used to end with
+``global_step: 0`` and ``status: completed``). Three layers, each stating a rule once:
+
+- ``RunKeys``, ``DataKeys``, ``TrainerKeys``: pydantic models of the keys ctrlab itself reads (the run's top
+  level, ``data.*`` and the subset of Lightning's ``Trainer`` arguments the configs use), with types and ranges.
+  Other keys pass through untouched: a trainer config may set any ``Trainer`` argument.
+- ``ModelKeys``: the model contract shared by every model config (embedding size, MLP shape, dropout rates).
+- the constructor of ``data.source._target_`` and ``model._target_``: every other key of those groups must be
+  one of its parameters and of its annotated type (the signature is the single statement of what a source or
+  model takes; the readers' own range checks then run when the source is built, still before any work).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from omegaconf import DictConfig, OmegaConf
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported with the key at fault."""
+
+
+Positive = Annotated[int, Field(ge=1)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+Batches = Annotated[int, Field(ge=0)] | Fraction  # Lightning: an int counts batches, a float is a fraction
+
+
+class _Keys(BaseModel):
+    # strict on types (no "3" -> 3 from a string), open to keys this schema does not name
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class RunKeys(_Keys):
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)]
+    test: bool = True
+    ckpt_path: str | None = None
+    task_name: str
+    tags: list[str] = []
+
+
+class DataKeys(_Keys):
+    batch_size: Positive
+    eval_batch_size: Positive
+    num_rows: Positive | None = None
+    paper_dataset: str
+
+
+class TrainerKeys(_Keys):
+    accelerator: str = "cpu"
+    max_epochs: Annotated[int, Field(ge=-1)] | None = None  # -1: no limit
+    min_epochs: Annotated[int, Field(ge=0)] | None = None
+    max_steps: Annotated[int, Field(ge=-1)] = -1
+    check_val_every_n_epoch: Positive | None = 1
+    val_check_interval: Positive | Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    log_every_n_steps: Positive | None = None
+    limit_train_batches: Batches | None = None
+    limit_val_batches: Batches | None = None
+    limit_test_batches: Batches | None = None
+    num_sanity_val_steps: Annotated[int, Field(ge=-1)] | None = None
+    gradient_clip_val: Annotated[float, Field(ge=0.0)] | None = None
+    deterministic: bool | Literal["warn"] | None = None
+    enable_progress_bar: bool | None = None
+
+
+class ModelKeys(_Keys):
+    embedding_dim: Positive | None = None
+    embedding_init_std: Annotated[float, Field(gt=0.0)] | None = None
+    mlp_hidden: list[Positive] | None = None
+    mlp_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] | None = None
+    num_subspaces: Positive | None = None
+    num_layers: Annotated[int, Field(ge=0)] | None = None  # DynInt Table 3 runs 0 PIN layers
+
+
+def validate_run_config(cfg: DictConfig, model_context: str = "") -> None:
+    """Check the resolved run config against the schema; raise ``ConfigError`` naming the first bad key.
+
+    ``model_context`` (e.g. ``model=xdeepint with ablation=interaction_only``) starts the message of a model key's
+    error, so that a bundle that sets a key on a model without that part says which model and which bundle."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    _check(RunKeys, {k: v for k, v in plain.items() if k in RunKeys.model_fields}, "")
+    _check(DataKeys, plain.get("data") or {}, "data.")
+    _check(TrainerKeys, plain.get("trainer") or {}, "trainer.")
+    _check(ModelKeys, plain.get("model") or {}, "model.")
+    _check_against_constructor(plain["data"].get("source") or {}, "data.source.")
+    _check_against_constructor(plain.get("model") or {}, "model.", skip=("feature_map",), context=model_context)
+    ckpt = plain.get("ckpt_path")
+    if ckpt is not None and not Path(ckpt).is_file():
+        raise ConfigError(f"config key `ckpt_path` = {ckpt!r}: no such checkpoint file")
+
+
+def _check(schema: type[BaseModel], values: dict[str, Any], prefix: str) -> None:
+    try:
+        schema.model_validate(values)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, prefix)) from None
+
+
+def _describe(err: ValidationError, prefix: str) -> str:
+    """The first error as 'config key `k` = value: what is allowed' (a union lists each alternative)."""
+    first = err.errors()[0]
+    key = ".".join([prefix.rstrip("."), *(str(p) for p in _key_of(first))]).strip(".")
+    options = sorted({e["msg"] for e in err.errors() if _key_of(e) == _key_of(first)})
+    return f"config key `{key}` = {first['input']!r}: {' or '.join(options)}"
+
+
+def _key_of(error: dict[str, Any]) -> tuple:
+    return tuple(p for p in error["loc"] if not _is_union_branch(p))
+
+
+def _is_union_branch(part: Any) -> bool:
+    # pydantic names the alternative of a union in the error location, e.g. ('max_epochs', 'int')
+    return isinstance(part, str) and (part in {"int", "float", "bool", "str", "none", "list[int]"} or "[" in part
+                                      or part.startswith(("constrained-", "literal[", "function-")))
+
+
+def _check_against_constructor(values: dict[str, Any], prefix: str, skip: tuple[str, ...] = (),
+                               context: str = "") -> None:
+    """Every key of a ``_target_`` group is a parameter of the target's constructor, of its annotated type, and
+    null only where the constructor takes None."""
+    target = values.get("_target_")
+    if target is None:
+        return
+    cls = _import(target, prefix)
+    params = {name: p for name, p in inspect.signature(cls).parameters.items() if name not in skip}
+    hints = typing.get_type_hints(cls.__init__)
+    lead = f"{context}: " if context else ""
+    for key, value in values.items():
+        if key.startswith("_"):  # _target_, _partial_: Hydra's
+            continue
+        if key not in params:
+            raise ConfigError(f"{lead}{cls.__name__} has no argument `{prefix}{key}` (it takes: "
+                              f"{', '.join(params) or 'none'}), so there is nothing there to set or ablate")
+        if key not in hints:
+            continue
+        if value is None and type(None) not in typing.get_args(hints[key]):
+            raise ConfigError(f"{lead}`{prefix}{key}` cannot be null, {cls.__name__} needs a "
+                              f"{_type_name(hints[key])} there: it cannot run without that part")
+        try:
+            TypeAdapter(hints[key]).validate_python(value, strict=not isinstance(value, list))
+        except ValidationError as err:
+            raise ConfigError(lead + _describe(err, f"{prefix}{key}")) from None
+    missing = [n for n, p in params.items() if p.default is inspect.Parameter.empty and n not in values]
+    if missing:
+        raise ConfigError(f"{lead}config key `{prefix}{missing[0]}` is required by {target} but not set")
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) if not typing.get_args(annotation) else str(annotation)
+
+
+def _import(target: str, prefix: str) -> Any:
+    module, _, name = target.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        raise ConfigError(f"config key `{prefix}_target_` = {target!r}: no such class") from None

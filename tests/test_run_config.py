@@ -1,0 +1,51 @@
+"""A config value of the wrong type or range stops the run before any work, naming the key, the value and what is
+allowed (ctrlab.run_config); a run that trains zero steps fails instead of "completing"."""
+
+from __future__ import annotations
+
+import pytest
+
+from ctrlab.train import ConfigError, NoTrainingError, train
+from tests.test_train import FAST, make_cfg
+
+
+@pytest.mark.parametrize(
+    ("override", "said"),
+    [
+        ("data.batch_size=-5", "`data.batch_size` = -5: Input should be greater than or equal to 1"),
+        ("data.batch_size=0", "`data.batch_size` = 0: Input should be greater than or equal to 1"),
+        ("model.embedding_dim=0", "`model.embedding_dim` = 0: Input should be greater than or equal to 1"),
+        ("trainer.max_epochs=abc", "`trainer.max_epochs` = 'abc': Input should be a valid integer"),
+        ("seed=abc", "`seed` = 'abc': Input should be a valid integer"),
+        ("model.mlp_hidden=[16,-3]", "`model.mlp_hidden.1` = -3"),
+        ("model.mlp_dropout=1.0", "`model.mlp_dropout` = 1.0: Input should be less than 1"),
+        ("model.mlp_norm=bogus", "`model.mlp_norm` = 'bogus': Input should be 'none', 'batch' or 'layer'"),
+        ("data.source.min_count=x", "`data.source.min_count` = 'x': Input should be a valid integer"),
+        ("trainer.val_check_interval=1.5", "`trainer.val_check_interval` = 1.5"),
+        ("ckpt_path=/no/such.ckpt", "`ckpt_path` = '/no/such.ckpt': no such checkpoint file"),
+        ("+model.no_such_key=3", "DeepFM has no argument `model.no_such_key` (it takes: embedding_dim, "),
+    ],
+)
+def test_a_bad_value_stops_the_run_before_any_work_naming_key_and_value(tmp_path, override, said):
+    with pytest.raises(ConfigError) as err:
+        train(make_cfg(tmp_path, [*FAST, override]))
+    assert said in str(err.value)
+    assert not (tmp_path / "cache").exists(), "the data was built before the config was checked"
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_every_model_and_data_config_passes_the_schema(tmp_path):
+    """The schema must not refuse what the project ships: each model and synthetic data config validates."""
+    from ctrlab.run_config import validate_run_config
+    from tests.helpers import ROOT
+
+    models = sorted(p.stem for p in (ROOT / "configs" / "model").glob("*.yaml"))
+    for model in models:
+        validate_run_config(make_cfg(tmp_path, [f"model={model}"]))
+    for data in ("synthetic_criteo", "synthetic_avazu", "synthetic_ipinyou", "synthetic_sequence"):
+        validate_run_config(make_cfg(tmp_path, [f"data={data}"]))
+
+
+def test_a_run_that_trains_zero_steps_fails(tmp_path):
+    with pytest.raises(NoTrainingError, match="trained zero steps"):
+        train(make_cfg(tmp_path, [*FAST, "trainer.limit_train_batches=0"]))
