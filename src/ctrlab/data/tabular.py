@@ -645,7 +645,7 @@ def build(p: Pipeline, out_dir: Path) -> Built:
         file_positives[k] += float(arrays["labels"].sum())
     placer.finish()
     seconds = time.perf_counter() - start
-    log.info("%s: cache built in %.1fs (%.0f rows/s)", p.where, seconds, n_lines / seconds)
+    log.info("%s: %d lines encoded in %.1fs (%.0f rows/s)", p.where, n_lines, seconds, n_lines / seconds)
     return Built(
         fields=[e.field for e in encoded.values()],
         split_sizes=sizes,
