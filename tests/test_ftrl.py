@@ -211,7 +211,8 @@ def test_ftrl_config_trains_everything_with_ftrl(tiny_feature_map):
 
 
 def test_gftrl_ftrl_config_splits_embedding_and_dense(tiny_feature_map):
-    model = XDeepInt(tiny_feature_map, embedding_dim=4, embedding_init_std=1e-2, num_layers=2, num_subspaces=2)
+    model = XDeepInt(tiny_feature_map, embedding_dim=4, embedding_init_std=1e-2, num_layers=2, num_subspaces=2,
+                     output_layer="paper")
     opts = {type(o): o for o in optimizers_for("gftrl_ftrl", model)}
     assert set(opts) == {GroupLassoFTRL, FTRL}
     params = {cls: {id(p) for g in o.param_groups for p in g["params"]} for cls, o in opts.items()}
