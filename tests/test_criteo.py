@@ -24,7 +24,7 @@ from tests.helpers import ROOT, SHARED_DATA, fit_and_auc
 from tests.rawgen import benchmark_recipe, write_criteo_like
 
 SAMPLE = SHARED_DATA / "criteo_sample" / "train.txt"
-DYNINT = dict(split=[0.7, 0.1, 0.2], valid_fraction_of_train=None, numeric_transform="log_squared")
+DYNINT = dict(split=[0.7, 0.1, 0.2], valid_fraction_of_train=None, numeric_transform="log1p_square")
 OPTINTER = dict(split=[0.8, 0.2], valid_fraction_of_train=0.1, numeric_transform=None)
 AIM = dict(split=[0.8, 0.2], valid_fraction_of_train=0.1, numeric_transform="equal_frequency")
 RECIPE = {"dynint": DYNINT, "dpn": DYNINT, "optinter": OPTINTER, "aim": AIM}
@@ -68,32 +68,36 @@ I1_RAW = ["-1", "0", "1", "2", "3", "4", "5", "10", "100", "1000", "", "-3"]
 LINE_OF_ROW = np.random.default_rng(0).permutation(len(I1_RAW))  # with split [1, 0, 0]: train row k = line
 
 
-def test_dynint_buckets_exact_ids(tmp_path):
-    """v <= 2 keeps its own category; v > 2 -> floor(ln(v)^2): 3, 4 -> 1; 5 -> 2; 10 -> 5; 100 -> 21;
-    1000 -> 47. Kept categories get ids 1..V in ascending order (v <= 2 first), empty -> 0."""
+def test_dynint_default_buckets_exact_ids(tmp_path):
+    """log1p_square (the authors' code): v >= 0 -> floor(ln(v^2 + 1)): 0, 1 -> 0; 2 -> 1; 3, 4 -> 2; 5 -> 3;
+    10 -> 4; 100 -> 9; 1000 -> 13; negatives keep their own category. Ids 1..V ascending, empty -> 0."""
     path = write(tmp_path / "t.txt", [line("0", {"I1": v}) for v in I1_RAW])
     fm, splits = build(source(path, split=[1.0, 0.0, 0.0]), tmp_path / "c")
-    # categories in order: -3, -1, 0, 1, 2, b1 (3, 4), b2 (5), b5 (10), b21 (100), b47 (1000)
-    expected = dict(zip(I1_RAW, [2, 3, 4, 5, 6, 6, 7, 8, 9, 10, 0, 1], strict=True))
-    assert fm.fields[0].name == "I1" and fm.fields[0].vocab_size == 12  # 10 categories + missing + OOV
+    # categories in order: -3, -1, b0 (0, 1), b1 (2), b2 (3, 4), b3 (5), b4 (10), b9 (100), b13 (1000)
+    expected = dict(zip(I1_RAW, [2, 3, 3, 4, 5, 5, 6, 7, 8, 9, 0, 1], strict=True))
+    assert fm.fields[0].name == "I1" and fm.fields[0].vocab_size == 11  # 9 categories + missing + OOV
     assert fm.split_sizes == {"train": 12, "valid": 0, "test": 0}
     assert splits["train"].ids[:, 0].tolist() == [expected[I1_RAW[i]] for i in LINE_OF_ROW]
     assert (splits["train"].ids[:, 1:] == 0).all()  # every other cell is empty
     assert fm.vocab_sizes[1:] == [2] * 38  # nothing kept: only missing + OOV
+    assert fm.extra["numeric_transform"] == "log1p_square"
 
 
-def test_dynint_printed_transform_log_of_square(tmp_path):
-    """floor(ln(v^2)) = floor(2 ln v): 3, 4 -> 2; 5 -> 3; 10 -> 4; 100 -> 9; 1000 -> 13 (same order)."""
+def test_dynint_winners_transform_log_squared(tmp_path):
+    """log_squared: v <= 2 keeps its own category; v > 2 -> floor(ln(v)^2): 3, 4 -> 1; 5 -> 2; 10 -> 5;
+    100 -> 21; 1000 -> 47."""
     path = write(tmp_path / "t.txt", [line("0", {"I1": v}) for v in I1_RAW])
-    fm, splits = build(source(path, split=[1.0, 0.0, 0.0], numeric_transform="log_of_square"), tmp_path / "c")
+    fm, splits = build(source(path, split=[1.0, 0.0, 0.0], numeric_transform="log_squared"), tmp_path / "c")
+    # categories in order: -3, -1, 0, 1, 2, b1 (3, 4), b2 (5), b5 (10), b21 (100), b47 (1000)
     expected = dict(zip(I1_RAW, [2, 3, 4, 5, 6, 6, 7, 8, 9, 10, 0, 1], strict=True))
+    assert fm.fields[0].vocab_size == 12  # 10 categories + missing + OOV
     assert splits["train"].ids[:, 0].tolist() == [expected[I1_RAW[i]] for i in LINE_OF_ROW]
-    assert fm.extra["numeric_transform"] == "log_of_square"
-    # where the two differ: 9 and 10 share floor(2 ln v) = 4 but not floor(ln(v)^2) = 4, 5
+    assert fm.extra["numeric_transform"] == "log_squared"
+    # where the two differ beyond v <= 2: 9 and 10 share floor(ln(v^2 + 1)) = 4 but not floor(ln(v)^2) = 4, 5
     path = write(tmp_path / "u.txt", [line("0", {"I1": v}) for v in ["9", "10"]])
-    squared = build(source(path, split=[1.0, 0.0, 0.0]), tmp_path / "d")[0]
-    printed = build(source(path, split=[1.0, 0.0, 0.0], numeric_transform="log_of_square"), tmp_path / "e")[0]
-    assert (squared.vocab_sizes[0], printed.vocab_sizes[0]) == (4, 3)
+    default = build(source(path, split=[1.0, 0.0, 0.0]), tmp_path / "d")[0]
+    squared = build(source(path, split=[1.0, 0.0, 0.0], numeric_transform="log_squared"), tmp_path / "e")[0]
+    assert (default.vocab_sizes[0], squared.vocab_sizes[0]) == (3, 4)
 
 
 def test_min_count_and_unseen_values_are_oov(tmp_path):
@@ -172,7 +176,9 @@ def test_optinter_clips_values_outside_the_train_range(tmp_path):
 # --------------------------------------------------------------------------------------------- reference
 
 
-def reference(path: Path, recipe: str, min_count: int, seed: int) -> tuple[dict[str, dict[str, np.ndarray]], list]:
+def reference(
+    path: Path, recipe: str, transform: str | None, min_count: int, seed: int
+) -> tuple[dict[str, dict[str, np.ndarray]], list]:
     """The recipes written plainly, row by row, over the whole file in memory (slow; test sizes only).
     Returns the arrays of each split and the vocabulary sizes."""
     rows = [s.split("\t") for s in path.read_text().splitlines()]
@@ -189,7 +195,10 @@ def reference(path: Path, recipe: str, min_count: int, seed: int) -> tuple[dict[
     def token(field: str, cell: str):
         if cell == "":
             return None
-        if field in INT_FIELDS and recipe == "dynint":
+        if field in INT_FIELDS and transform == "log1p_square":
+            v = int(cell)
+            return math.floor(math.log(v * v + 1)) if v >= 0 else v
+        if field in INT_FIELDS and transform == "log_squared":
             v = int(cell)
             return v if v <= 2 else math.floor(math.log(v) ** 2) + 2
         return int(cell) if field in INT_FIELDS else cell
@@ -219,14 +228,16 @@ def reference(path: Path, recipe: str, min_count: int, seed: int) -> tuple[dict[
     return out, vocab_sizes
 
 
-@pytest.mark.parametrize("recipe", ["dynint", "optinter"])
+@pytest.mark.parametrize("recipe,transform", [("dynint", "log1p_square"), ("dynint", "log_squared"),
+                                              ("optinter", None)])
 @pytest.mark.parametrize("chunk_rows", [97, 100_000])
-def test_matches_the_plain_reference(tmp_path, recipe, chunk_rows):
+def test_matches_the_plain_reference(tmp_path, recipe, transform, chunk_rows):
     """Streaming, vectorised build == the row-by-row reference, whatever the chunk size."""
     path = tmp_path / "raw.txt"
     write_criteo_like(path, 1500, seed=1)
-    fm, splits = build(source(path, recipe, min_count=3, chunk_rows=chunk_rows, seed=5), tmp_path / "c")
-    ref, vocab_sizes = reference(path, recipe, min_count=3, seed=5)
+    src = source(path, recipe, min_count=3, chunk_rows=chunk_rows, seed=5, numeric_transform=transform)
+    fm, splits = build(src, tmp_path / "c")
+    ref, vocab_sizes = reference(path, recipe, transform, min_count=3, seed=5)
     assert fm.vocab_sizes == vocab_sizes
     for s in SPLITS:
         np.testing.assert_array_equal(splits[s].ids, ref[s]["ids"], err_msg=s)
@@ -331,6 +342,9 @@ def test_config_errors_name_the_key(tmp_path):
         source(path, on_bad_line="warn")
     with pytest.raises(ValueError, match="data=criteo_optinter"):
         source(path, recipe="optinter", split=[0.7, 0.1, 0.2])
+    allowed = r"is not one of \['log1p_square', 'log_squared'\]"
+    with pytest.raises(ValueError, match=r"data\.source\.numeric_transform = 'log_of_square' " + allowed):
+        source(path, numeric_transform="log_of_square")
 
 
 # --------------------------------------------------------------------------------------------- cache
@@ -346,6 +360,8 @@ def test_changed_raw_file_gives_a_new_cache_folder(tmp_path):
     second = cache.prepare(source(path, chunk_rows=1000), tmp_path / "c")
     assert second != first and cache.load(second)[0].split_sizes["train"] == 141
     assert cache.prepare(source(path, min_count=5, chunk_rows=1000), tmp_path / "c") not in (first, second)
+    squared = cache.prepare(source(path, numeric_transform="log_squared", chunk_rows=1000), tmp_path / "c")
+    assert squared not in (first, second)  # the transform is in the key: a changed default gives a new cache
 
 
 def test_hydra_configs_build_the_source(tmp_path):
@@ -359,6 +375,7 @@ def test_hydra_configs_build_the_source(tmp_path):
             src = instantiate(cfg.data.source)
             assert isinstance(src, CriteoSource) and src.cfg["recipe"] == recipe and src.cfg["split"] == split
             assert src.cfg["num_rows"] == 100 and src.cfg["min_count"] == 20
+            assert src.cfg["numeric_transform"] == {"criteo": "log1p_square", "criteo_optinter": None}[name]
 
 
 def test_write_criteo_like_has_the_quirks(tmp_path):
@@ -378,8 +395,8 @@ def test_write_criteo_like_has_the_quirks(tmp_path):
 
 
 def test_dpn_is_dynints_transform_with_its_own_split(tmp_path):
-    """dpn buckets numeric fields like dynint: with dynint's split the arrays are the same bytes; with its own
-    7:2:1 the split sizes follow."""
+    """dpn buckets numeric fields with a transform of dynint's: with dynint's split and transform the arrays are
+    the same bytes; with its own 7:2:1 the split sizes follow."""
     path = write_criteo_like(tmp_path / "raw.txt", 1000, seed=4)
     a = cache.prepare(source(path, "dynint", min_count=3, chunk_rows=300), tmp_path / "a")
     b = cache.prepare(source(path, "dpn", min_count=3, chunk_rows=300), tmp_path / "b")
@@ -516,6 +533,7 @@ def test_aim_and_dpn_configs(tmp_path):
     assert aim.cfg["numeric_transform"] == "equal_frequency" and aim.cfg["negative_downsampling"] == "balance"
     assert aim.cfg["min_count"] == 20 and aim.cfg["split"] == [0.8, 0.2] and aim.by_day  # tmp_path is a folder
     assert dpn.cfg["recipe"] == "dpn" and dpn.cfg["split"] == [0.7, 0.2, 0.1] and dpn.cfg["min_count"] == 10
+    assert dpn.cfg["numeric_transform"] == "log_squared"  # AutoInt's, not dynint's default
     assert "train_days" not in dpn.cfg  # the recipes without days keep their old cache keys
 
 

@@ -78,10 +78,22 @@ def test_polynomial_interaction_is_eq3_per_example(h):
         torch.testing.assert_close(out[b], expected, rtol=1e-5, atol=1e-5)
 
 
+def direct_eq2(rows: list[torch.Tensor], w_out: torch.Tensor, b_out: torch.Tensor, h: int, output_layer: str):
+    """Eq. 2 for one example from the F*h sub-space rows of X_L: ``paper`` first concatenates each field's h
+    rows back into its D-dim vector and weighs the F vectors; ``per_subspace`` weighs the F*h rows. Then
+    (sum_r w_r x_r + b_out) summed over the columns."""
+    if output_layer == "paper":
+        rows = [torch.cat(rows[f * h : (f + 1) * h]) for f in range(len(rows) // h)]
+    assert len(w_out) == len(rows)
+    return sum(w_out[r] * rows[r] for r in range(len(rows))).add(b_out).sum()
+
+
+@pytest.mark.parametrize("output_layer", ["paper", "per_subspace"])
 @pytest.mark.parametrize("h", [1, 4])
-def test_xdeepint_is_embedding_pin_stack_and_eq2(h, tiny_feature_map):
+def test_xdeepint_is_embedding_pin_stack_and_eq2(h, output_layer, tiny_feature_map):
     torch.manual_seed(0)
-    model = XDeepInt(tiny_feature_map, embedding_dim=D, embedding_init_std=0.5, num_layers=3, num_subspaces=h)
+    model = XDeepInt(tiny_feature_map, embedding_dim=D, embedding_init_std=0.5, num_layers=3, num_subspaces=h,
+                     output_layer=output_layer)
     torch.nn.init.normal_(model.output.bias)
     batch = random_batch(tiny_feature_map, 4)
     x0_rows = subspace_rows(model.embedding(batch).detach(), h)
@@ -91,18 +103,29 @@ def test_xdeepint_is_embedding_pin_stack_and_eq2(h, tiny_feature_map):
         x = torch.stack(x0_rows[b])
         for layer in model.layers:
             x = direct_pin(list(x), x0_rows[b], layer.weight.detach())
-        # eq. 2: (W_out X_L + b_out 1^T) 1, W_out over the F*h rows, summed over the D/h columns
-        expected.append(sum(w_out[r] * x[r] for r in range(len(x))).add(b_out).sum())
+        expected.append(direct_eq2(list(x), w_out, b_out, h, output_layer))
     torch.testing.assert_close(model(batch), torch.stack(expected), rtol=1e-5, atol=1e-5)
+    assert model.output.weight.shape == (5 if output_layer == "paper" else 5 * h,)  # W_out: 1 x F or 1 x F*h
 
 
-def test_zero_layers_is_a_logistic_regression(tiny_feature_map):
-    model = XDeepInt(tiny_feature_map, embedding_dim=4, embedding_init_std=0.5, num_layers=0, num_subspaces=2)
+@pytest.mark.parametrize("output_layer", ["paper", "per_subspace"])
+def test_zero_layers_is_a_logistic_regression(output_layer, tiny_feature_map):
+    model = XDeepInt(tiny_feature_map, embedding_dim=4, embedding_init_std=0.5, num_layers=0, num_subspaces=2,
+                     output_layer=output_layer)
     batch = random_batch(tiny_feature_map, 6)
-    emb = model.embedding(batch)  # [B, F, D]: row f*2 + s of the output layer weighs chunk s of field f
-    w = model.output.weight.view(5, 2, 1)
-    expected = (emb.view(6, 5, 2, 2) * w).sum(dim=(1, 2, 3)) + 2 * model.output.bias
+    emb = model.embedding(batch)  # [B, F, D]
+    if output_layer == "paper":  # one weight per field over all D dims; the bias counted D = 4 times
+        expected = (emb * model.output.weight.view(5, 1)).sum(dim=(1, 2)) + 4 * model.output.bias
+    else:  # row f*2 + s weighs chunk s of field f; the bias counted D/h = 2 times
+        w = model.output.weight.view(5, 2, 1)
+        expected = (emb.view(6, 5, 2, 2) * w).sum(dim=(1, 2, 3)) + 2 * model.output.bias
     torch.testing.assert_close(model(batch), expected)
+
+
+def test_output_layer_is_checked_by_name(tiny_feature_map):
+    with pytest.raises(ValueError, match=r"model\.output_layer = 'merged' is not one of \['paper', 'per_subspace'\]"):
+        XDeepInt(tiny_feature_map, embedding_dim=4, embedding_init_std=0.5, num_layers=1, num_subspaces=2,
+                 output_layer="merged")
 
 
 # --- the dynamic layers against dense per-instance matrices --------------------------------------------
@@ -185,8 +208,9 @@ def test_da_gates_and_dgp_sigma_start_near_one(std):
     torch.manual_seed(0)
     fm = criteo_like_map()
     batch = random_batch(fm, 64)
-    da = DynIntDA(fm, embedding_dim=16, embedding_init_std=std, num_layers=3, num_subspaces=4, reduction_ratio=8)
-    dgp = DynIntDGP(fm, embedding_dim=16, embedding_init_std=std, num_layers=3, num_subspaces=4,
+    da = DynIntDA(fm, embedding_dim=16, embedding_init_std=std, num_layers=3, num_subspaces=4,
+                  output_layer="paper", reduction_ratio=8)
+    dgp = DynIntDGP(fm, embedding_dim=16, embedding_init_std=std, num_layers=3, num_subspaces=4, output_layer="paper",
                     reduction_ratio=8, kernel_size=64, ortho_lambda=1e-3)
     x0 = split_subspaces(da.embedding(batch), 4)
     with torch.no_grad():
@@ -204,7 +228,7 @@ def test_da_gates_and_dgp_sigma_start_near_one(std):
 def test_dwp_weighting_matrix_starts_near_one(k):
     torch.manual_seed(0)
     fm = criteo_like_map()
-    dwp = DynIntDWP(fm, embedding_dim=16, embedding_init_std=1e-2, num_layers=2, num_subspaces=2,
+    dwp = DynIntDWP(fm, embedding_dim=16, embedding_init_std=1e-2, num_layers=2, num_subspaces=2, output_layer="paper",
                     reduction_ratio=8, rank=k, ortho_lambda=1e-3)
     x0 = split_subspaces(dwp.embedding(random_batch(fm, 32)), 2)
     with torch.no_grad():
@@ -232,7 +256,7 @@ def test_pairwise_abs_cosine_is_a_double_loop():
 def test_dgp_penalty_is_eq11_over_static_columns(tiny_feature_map):
     torch.manual_seed(0)
     model = DynIntDGP(tiny_feature_map, embedding_dim=4, embedding_init_std=0.1, num_layers=2, num_subspaces=2,
-                      reduction_ratio=2, kernel_size=4, ortho_lambda=0.3)
+                      output_layer="paper", reduction_ratio=2, kernel_size=4, ortho_lambda=0.3)
     for layer in model.layers:  # move U, V off their orthogonal start, where the penalty is 0
         torch.nn.init.normal_(layer.u)
         torch.nn.init.normal_(layer.v)
@@ -246,7 +270,7 @@ def test_dgp_penalty_is_eq11_over_static_columns(tiny_feature_map):
 
 def test_dgp_penalty_starts_at_zero_when_k_fits(tiny_feature_map):
     model = DynIntDGP(tiny_feature_map, embedding_dim=4, embedding_init_std=0.1, num_layers=2, num_subspaces=2,
-                      reduction_ratio=2, kernel_size=4, ortho_lambda=1.0)  # K = 4 <= F' = 10
+                      output_layer="paper", reduction_ratio=2, kernel_size=4, ortho_lambda=1.0)  # K = 4 <= F' = 10
     batch = random_batch(tiny_feature_map, 3)
     assert model.regularization(batch, model.forward_train(batch))["orthogonal"].item() < 1e-5
 
@@ -255,7 +279,7 @@ def test_dwp_penalty_is_eq12_averaged_over_the_batch(tiny_feature_map):
     torch.manual_seed(0)
     k, lam = 3, 0.2
     model = DynIntDWP(tiny_feature_map, embedding_dim=4, embedding_init_std=0.5, num_layers=2, num_subspaces=2,
-                      reduction_ratio=2, rank=k, ortho_lambda=lam)
+                      output_layer="paper", reduction_ratio=2, rank=k, ortho_lambda=lam)
     for layer in model.layers:
         torch.nn.init.normal_(layer.factor_net[2].weight)  # make the per-instance pairs differ
     batch = random_batch(tiny_feature_map, 5)
@@ -272,7 +296,7 @@ def test_dwp_penalty_is_eq12_averaged_over_the_batch(tiny_feature_map):
 def test_dwp_penalty_reads_its_own_forward_not_the_last_one(tiny_feature_map):
     torch.manual_seed(0)
     model = DynIntDWP(tiny_feature_map, embedding_dim=4, embedding_init_std=0.5, num_layers=2, num_subspaces=1,
-                      reduction_ratio=2, rank=3, ortho_lambda=0.1)
+                      output_layer="paper", reduction_ratio=2, rank=3, ortho_lambda=0.1)
     for layer in model.layers:
         torch.nn.init.normal_(layer.factor_net[2].weight)
     first, second = random_batch(tiny_feature_map, 4, seed=1), random_batch(tiny_feature_map, 4, seed=2)
@@ -288,7 +312,7 @@ def test_dwp_copies_and_pickles_after_a_forward(tiny_feature_map):
     import pickle
 
     model = DynIntDWP(tiny_feature_map, embedding_dim=4, embedding_init_std=0.5, num_layers=1, num_subspaces=1,
-                      reduction_ratio=2, rank=2, ortho_lambda=0.1)
+                      output_layer="paper", reduction_ratio=2, rank=2, ortho_lambda=0.1)
     batch = random_batch(tiny_feature_map, 4)
     model(batch).sum().backward()
     for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
@@ -299,9 +323,9 @@ def test_dwp_copies_and_pickles_after_a_forward(tiny_feature_map):
 def test_penalty_off_and_da_has_none(tiny_feature_map):
     batch = random_batch(tiny_feature_map, 4)
     dwp = DynIntDWP(tiny_feature_map, embedding_dim=4, embedding_init_std=0.5, num_layers=1, num_subspaces=1,
-                    reduction_ratio=2, rank=2, ortho_lambda=0.0)
+                    output_layer="paper", reduction_ratio=2, rank=2, ortho_lambda=0.0)
     da = DynIntDA(tiny_feature_map, embedding_dim=4, embedding_init_std=0.5, num_layers=1, num_subspaces=1,
-                  reduction_ratio=2)
+                  output_layer="paper", reduction_ratio=2)
     assert dwp.regularization(batch, dwp.forward_train(batch)) == {}
     assert da.regularization(batch, da.forward_train(batch)) == {}
 
@@ -309,11 +333,14 @@ def test_penalty_off_and_da_has_none(tiny_feature_map):
 # --- shapes, groups, gradients, configs ---------------------------------------------------------------------
 
 MODELS = {
-    "xdeepint": lambda fm: XDeepInt(fm, 8, 0.1, num_layers=2, num_subspaces=2),
-    "dynint_da": lambda fm: DynIntDA(fm, 8, 0.1, num_layers=2, num_subspaces=2, reduction_ratio=4),
-    "dynint_dgp": lambda fm: DynIntDGP(fm, 8, 0.1, num_layers=2, num_subspaces=2, reduction_ratio=4,
+    "xdeepint": lambda fm: XDeepInt(fm, 8, 0.1, num_layers=2, num_subspaces=2, output_layer="paper"),
+    "dynint_da": lambda fm: DynIntDA(fm, 8, 0.1, num_layers=2, num_subspaces=2,
+                                     output_layer="paper", reduction_ratio=4),
+    "dynint_dgp": lambda fm: DynIntDGP(fm, 8, 0.1, num_layers=2, num_subspaces=2,
+                                       output_layer="paper", reduction_ratio=4,
                                        kernel_size=6, ortho_lambda=1e-3),
-    "dynint_dwp": lambda fm: DynIntDWP(fm, 8, 0.1, num_layers=2, num_subspaces=2, reduction_ratio=4, rank=2,
+    "dynint_dwp": lambda fm: DynIntDWP(fm, 8, 0.1, num_layers=2, num_subspaces=2,
+                                       output_layer="paper", reduction_ratio=4, rank=2,
                                        ortho_lambda=1e-3),
 }
 
@@ -339,6 +366,7 @@ def test_model_config_instantiates(name, tiny_feature_map):
         cfg = compose("train", overrides=[f"model={name}", "model.embedding_dim=8", "model.num_subspaces=4"]).model
     model = instantiate(cfg, _partial_=True)(feature_map=tiny_feature_map)
     assert type(model).__name__ == type(MODELS[name](tiny_feature_map)).__name__
+    assert cfg.output_layer == "paper" and model.output.weight.shape == (tiny_feature_map.num_fields,)
     assert model(random_batch(tiny_feature_map, 3)).shape == (3,)
 
 
@@ -392,7 +420,7 @@ def test_xdeepint_learns_planted_triples_better_than_fm(synthetic_triples, tripl
     fm, splits = synthetic_triples
     lr_auc, fm_auc = triples_baselines
     torch.manual_seed(0)
-    model = XDeepInt(fm, embedding_dim=8, embedding_init_std=1e-2, num_layers=3, num_subspaces=1)
+    model = XDeepInt(fm, embedding_dim=8, embedding_init_std=1e-2, num_layers=3, num_subspaces=1, output_layer="paper")
     auc = fit_and_auc(model, splits, epochs=10, lr=1e-2)
     assert auc > fm_auc + 0.03, f"xDeepInt AUC {auc:.4f} vs FM {fm_auc:.4f} (LR {lr_auc:.4f})"
 
@@ -407,7 +435,8 @@ def pairs_lr_auc(synthetic_pairs):
 def test_dynint_variants_learn_planted_pairs(name, synthetic_pairs, pairs_lr_auc):
     fm, splits = synthetic_pairs
     torch.manual_seed(0)
-    common = dict(embedding_dim=8, embedding_init_std=1e-2, num_layers=3, num_subspaces=1, reduction_ratio=4)
+    common = dict(embedding_dim=8, embedding_init_std=1e-2, num_layers=3, num_subspaces=1,
+                  output_layer="paper", reduction_ratio=4)
     model = {
         "dynint_da": lambda: DynIntDA(fm, **common),
         "dynint_dgp": lambda: DynIntDGP(fm, **common, kernel_size=16, ortho_lambda=1e-3),

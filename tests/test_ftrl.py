@@ -196,6 +196,59 @@ def test_validation():
     FTRL(p, beta=0.0)  # element-wise FTRL solves a coordinate only once it has had a gradient
 
 
+# --- loss scale -------------------------------------------------------------------------------------------
+
+AUTHORS_BATCH = 4096  # the xDeepInt/DynInt authors' batch size, over which their loss is summed
+
+
+def embedding_steps(opt_cls, reduction: str, steps: int, **kw) -> tuple[torch.Tensor, torch.Tensor]:
+    """``steps`` optimizer steps on an embedding table [30, 4] under a logistic loss over batches of 4096
+    examples (fixed read-out vector; frequent and rare rows), the loss summed or averaged over the batch.
+    Returns (initial, final)."""
+    gen = torch.Generator().manual_seed(0)
+    table = torch.nn.Parameter(0.1 * torch.randn(30, 4, generator=gen, dtype=torch.float64))
+    initial = table.detach().clone()
+    readout = torch.randn(4, generator=gen, dtype=torch.float64)
+    popularity = 1.0 / torch.arange(1, 26, dtype=torch.float64) ** 2  # Zipf-like rows 0..24; 25..29 never used
+    opt = opt_cls([table], **kw)
+    for _ in range(steps):
+        ids = torch.multinomial(popularity, AUTHORS_BATCH, replacement=True, generator=gen)  # [B]
+        labels = (torch.rand(AUTHORS_BATCH, generator=gen, dtype=torch.float64) < 0.3).double()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(table[ids] @ readout, labels,
+                                                                    reduction=reduction)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return initial, table.detach()
+
+
+@pytest.mark.parametrize("cls", [GroupLassoFTRL, FTRL])
+@pytest.mark.parametrize("warm_start", [True, False])
+def test_mean_loss_with_constants_over_b_equals_summed_loss(cls, warm_start):
+    """The authors' constants on a summed loss == ours (β, λ1, λ2 divided by B, α kept) on the mean loss,
+    step for step: the scaling that configs/optimizer/gftrl_ftrl.yaml applies."""
+    cfg = OmegaConf.load(ROOT / "configs" / "optimizer" / "gftrl_ftrl.yaml").families.embedding
+    ours = dict(beta=cfg.beta, l1=cfg.l1, l2=cfg.l2)
+    authors = dict(beta=1.0, l1=10.0, l2=10.0)
+    assert {k: v * AUTHORS_BATCH for k, v in ours.items()} == authors  # the config holds the authors' values / B
+    kw = dict(lr=0.02, warm_start=warm_start)  # the authors' α
+    for steps in (1, 3):
+        initial, summed = embedding_steps(cls, "sum", steps, **kw, **authors)
+        _, mean = embedding_steps(cls, "mean", steps, **kw, **ours)
+        torch.testing.assert_close(mean, summed, rtol=1e-9, atol=1e-12)
+        moved = (summed != initial).any(dim=1)
+        assert moved[:25].all() and not moved[25:].any()
+        if cls is GroupLassoFTRL and not warm_start:  # λ1 bites: some rows are zeroed, others kept
+            zero = (summed == 0).all(dim=1)[:25]
+            assert zero.any() and not zero.all()
+    # at that tolerance the old λ1 = 1e-2 (4x the authors' 10 / 4096) on the mean loss is another optimizer
+    # (cold start: a warm start cancels an element-wise λ1 until a weight crosses zero)
+    _, old = embedding_steps(cls, "mean", 1, lr=0.02, warm_start=False, **(ours | dict(l1=1e-2)))
+    _, summed = embedding_steps(cls, "sum", 1, lr=0.02, warm_start=False, **authors)
+    with pytest.raises(AssertionError):
+        torch.testing.assert_close(old, summed, rtol=1e-9, atol=1e-12)
+
+
 # --- configs ------------------------------------------------------------------------------------------------
 
 def optimizers_for(config: str, model: torch.nn.Module) -> list[torch.optim.Optimizer]:
@@ -211,7 +264,8 @@ def test_ftrl_config_trains_everything_with_ftrl(tiny_feature_map):
 
 
 def test_gftrl_ftrl_config_splits_embedding_and_dense(tiny_feature_map):
-    model = XDeepInt(tiny_feature_map, embedding_dim=4, embedding_init_std=1e-2, num_layers=2, num_subspaces=2)
+    model = XDeepInt(tiny_feature_map, embedding_dim=4, embedding_init_std=1e-2, num_layers=2, num_subspaces=2,
+                     output_layer="paper")
     opts = {type(o): o for o in optimizers_for("gftrl_ftrl", model)}
     assert set(opts) == {GroupLassoFTRL, FTRL}
     params = {cls: {id(p) for g in o.param_groups for p in g["params"]} for cls, o in opts.items()}

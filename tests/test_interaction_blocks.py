@@ -109,27 +109,57 @@ def test_cross_network_rejects_arguments_its_type_does_not_use():
         cross_network("v3", 6, 2, rank=None, num_experts=None, activation=None)
 
 
-def test_cin_feature_maps_are_compressed_outer_products():
-    cin = CIN(NF, [3, 2])
+@pytest.mark.parametrize("split_half", [False, True])
+def test_cin_feature_maps_are_compressed_outer_products(split_half):
+    """Eqs. 6-7 by loops; with split_half (xDeepFM's code) the first half of a layer's maps (all but the last
+    layer's) feeds the next layer and only the second half is pooled into the output."""
+    cin = CIN(NF, [4, 2, 3], split_half=split_half)
     x0 = torch.randn(B, NF, D)
-    expected = torch.zeros(B, 5)
+    out_dim = 2 + 1 + 3 if split_half else 4 + 2 + 3
+    expected = torch.zeros(B, out_dim)
     for b in range(B):
         x_prev, pooled = x0[b], []
-        for w in cin.weights:
+        for k, w in enumerate(cin.weights):
             w = w.view(w.shape[0], x_prev.shape[0], NF)  # W^{k,h}_{ij}
             x_k = torch.zeros(w.shape[0], D)
             for h, i, j in itertools.product(range(w.shape[0]), range(x_prev.shape[0]), range(NF)):
                 x_k[h] += w[h, i, j] * (x_prev[i] * x0[b, j])  # eq. 6
-            pooled.append(x_k.sum(dim=1))  # sum pooling, eq. 7
-            x_prev = x_k
+            half = w.shape[0] // 2
+            last = k == len(cin.weights) - 1
+            to_output = x_k[half:] if split_half and not last else x_k
+            pooled.append(to_output.sum(dim=1))  # sum pooling, eq. 7
+            x_prev = x_k[:half] if split_half and not last else x_k
         expected[b] = torch.cat(pooled)
     close(cin(x0), expected)
-    assert cin.out_dim == 5
+    assert cin.out_dim == out_dim
+    fed = [NF, 2, 1] if split_half else [NF, 4, 2]  # H_{k-1} as layer k sees it
+    assert [w.shape[1] for w in cin.weights] == [h * NF for h in fed]
+
+
+def test_cin_split_half_needs_even_layers_but_the_last():
+    CIN(NF, [4, 3], split_half=True)  # the last layer is not split
+    with pytest.raises(ValueError, match=r"model\.cin_layers = \[3, 4\] must be even but for the last"):
+        CIN(NF, [3, 4], split_half=True)
 
 
 @pytest.mark.parametrize("residual", [True, False])
-def test_interacting_layer_is_softmax_attention_per_head(residual):
-    layer = InteractingLayer(D, attention_dim=3, num_heads=2, residual=residual)
+@pytest.mark.parametrize("variant", ["paper", "authors_code"])
+def test_interacting_layer_is_softmax_attention_per_head(residual, variant):
+    """paper: softmax of unscaled <W_Q e_m, W_K e_k>, ReLU(heads + W_Res e_m). authors_code: ReLU(W x + b) on
+    every projection, scores / sqrt(d'), then LayerNorm over the output."""
+    layer = InteractingLayer(D, attention_dim=3, num_heads=2, residual=residual, variant=variant)
+    code = variant == "authors_code"
+    if code:  # non-trivial biases and layer-norm affine, so that each of them is checked
+        for lin in (layer.query, layer.key, layer.value, layer.residual):
+            if lin is not None:
+                torch.nn.init.normal_(lin.bias)
+        torch.nn.init.normal_(layer.norm.weight)
+        torch.nn.init.normal_(layer.norm.bias)
+
+    def project(lin, rows, x):
+        y = lin.weight[rows] @ x + (lin.bias[rows] if code else 0)
+        return torch.relu(y) if code else y
+
     e = torch.randn(B, NF, D)
     out = layer(e)
     assert out.shape == (B, NF, 6)
@@ -137,14 +167,26 @@ def test_interacting_layer_is_softmax_attention_per_head(residual):
         heads = []
         for h in range(2):
             rows = slice(3 * h, 3 * h + 3)
-            wq, wk, wv = (lin.weight[rows] for lin in (layer.query, layer.key, layer.value))
-            scores = torch.stack([torch.dot(wq @ e[b, m], wk @ e[b, k]) for k in range(NF)])
+            q = project(layer.query, rows, e[b, m])
+            scores = torch.stack([torch.dot(q, project(layer.key, rows, e[b, k])) for k in range(NF)])
+            if code:
+                scores = scores / 3**0.5
             alpha = torch.exp(scores) / torch.exp(scores).sum()
-            heads.append(sum(alpha[k] * (wv @ e[b, k]) for k in range(NF)))
+            heads.append(sum(alpha[k] * project(layer.value, rows, e[b, k]) for k in range(NF)))
         expected = torch.cat(heads)
         if residual:
-            expected = expected + layer.residual.weight @ e[b, m]
-        close(out[b, m], torch.relu(expected))
+            expected = expected + project(layer.residual, slice(0, 6), e[b, m])
+        expected = torch.relu(expected)
+        if code:
+            mean, var = expected.mean(), expected.var(unbiased=False)
+            expected = (expected - mean) / torch.sqrt(var + 1e-8) * layer.norm.weight + layer.norm.bias
+        close(out[b, m], expected)
+
+
+def test_interacting_layer_variant_is_checked_by_name():
+    allowed = r"is not one of \['paper', 'authors_code'\]"
+    with pytest.raises(ValueError, match=r"model\.attention_variant = 'scaled' " + allowed):
+        InteractingLayer(D, attention_dim=3, num_heads=2, residual=True, variant="scaled")
 
 
 def test_senet_reweights_fields_by_excitation_of_mean_pooled_fields():

@@ -86,6 +86,19 @@ def test_xdeepfm_sums_linear_cin_and_dnn_and_cin_alone_has_neither(tiny_feature_
     assert cin.linear is None and cin.mlp is None
 
 
+@pytest.mark.parametrize("key", ["autoint", "autoint_plus", "cin", "xdeepfm"])
+def test_papers_forms_by_default_and_the_authors_code_by_config(key, tiny_feature_map):
+    """AutoInt's attention and CIN follow their papers' equations unless the config asks for the released code."""
+    if key.startswith("autoint"):
+        default, option = build(key, tiny_feature_map), build(key, tiny_feature_map, attention_variant="authors_code")
+        assert all(layer.scale == 1.0 for layer in default.interacting)
+        assert all(layer.scale == 4**-0.5 for layer in option.interacting)  # SMALL attention_dim = 4
+    else:
+        default, option = build(key, tiny_feature_map), build(key, tiny_feature_map, cin_split_half=True)
+        assert default.cin_output.in_features == 8 + 8 and option.cin_output.in_features == 4 + 8  # SMALL [8, 8]
+    assert option(random_batch(tiny_feature_map, 3)).shape == (3,)
+
+
 def test_afn_plus_ensembles_afn_and_a_dnn_on_its_own_embedding(tiny_feature_map):
     model = build("afn_plus", tiny_feature_map).eval()
     batch = random_batch(tiny_feature_map, 4)

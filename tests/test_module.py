@@ -119,7 +119,7 @@ def _loss_before_the_hook(model, batch) -> torch.Tensor:
 @pytest.mark.parametrize("name", ["dgp", "dwp"])
 def test_loss_with_the_hook_equals_the_loss_before(name, tiny_feature_map):
     torch.manual_seed(0)
-    common = dict(embedding_dim=4, embedding_init_std=0.5, num_layers=3, num_subspaces=2, reduction_ratio=2,
+    common = dict(embedding_dim=4, embedding_init_std=0.5, num_layers=3, num_subspaces=2, output_layer="paper", reduction_ratio=2,
                   ortho_lambda=0.5)  # a large λ, so the penalty is a visible part of the loss
     if name == "dgp":
         model = DynIntDGP(tiny_feature_map, kernel_size=4, **common)
@@ -141,7 +141,7 @@ def test_dwp_training_forward_is_its_inference_forward(num_layers, tiny_feature_
     # DynIntDWP.forward_train repeats PINModel.forward to keep the factors: the two must stay the same function
     torch.manual_seed(0)
     model = DynIntDWP(tiny_feature_map, embedding_dim=4, embedding_init_std=0.5, num_layers=num_layers,
-                      num_subspaces=2, reduction_ratio=2, rank=2, ortho_lambda=0.1)
+                      num_subspaces=2, output_layer="paper", reduction_ratio=2, rank=2, ortho_lambda=0.1)
     batch = random_batch(tiny_feature_map, 5)
     output = model.forward_train(batch)
     torch.testing.assert_close(output.logits, model(batch))

@@ -8,13 +8,19 @@ columns' order and hashing differ from Kaggle's, the format does not).
 
 Recipes (``recipe``), each the paper's own protocol where the paper states one:
 
-``dynint`` (DynInt §4.1; also xDeepInt and the Criteo winners)
-    * Numeric fields are bucketed and treated as categorical: a value ``v > 2`` becomes the bucket
-      ``floor(ln(v)^2)`` (``numeric_transform: log_squared``); ``v <= 2`` (0, 1, 2 and the negative
-      counts) keeps its own category; an empty cell is missing (id 0). DynInt prints the transform as
-      ``floor(log(V^2))``, i.e. ``floor(2 ln V)``, which squeezes counts up to ~2*10^7 into ~34 buckets,
-      and attributes it to the Criteo winners, whose transform is ``floor(log(V)^2)`` (~290 buckets): we
-      read the print as a typo. ``numeric_transform: log_of_square`` gives the printed form.
+``dynint`` (DynInt §4.1 and xDeepInt, following the authors' released code)
+    * Numeric fields are bucketed and treated as categorical. Default ``numeric_transform: log1p_square``:
+      a value ``v >= 0`` becomes the bucket ``floor(ln(v^2 + 1))`` (0 and 1 -> 0, 2 -> 1, 3 and 4 -> 2,
+      10 -> 4, 1000 -> 13; 33 buckets for counts up to 10^7). This is DynInt's printed ``floor(log(V^2))``
+      as the DynInt / xDeepInt authors compute it in their own code (xDeepInt repository,
+      ``src/transformation.py``), the ``+ 1`` keeping ``v = 0`` finite; for integers ``v > 2`` it equals
+      ``floor(2 ln v)``. Their code squares negative counts into the positive buckets; we keep each
+      negative value as its own category instead (only I2 has them, and a sign is another event than a
+      count: -1 is not 1). An empty cell is missing (id 0; their code gives it the bucket -1, which is the
+      same thing: a category of its own).
+      ``numeric_transform: log_squared`` is the Criteo winners' ``floor(ln(v)^2)`` for ``v > 2`` (~290
+      buckets; ``v <= 2``, the negatives included, keeps its own category), which DynInt's text names as
+      the source of its transform and AutoInt applies.
     * Every field - the bucketed numeric ones too, which the paper treats "as categorical features" - maps
       values seen fewer than ``min_count`` (20) times in the train split to the field's OOV id
       (``vocab_size - 1``); values first seen in valid/test are OOV too. Empty cells are id 0.
@@ -45,7 +51,7 @@ Recipes (``recipe``), each the paper's own protocol where the paper states one:
       bucket once it holds more than the threshold of rows: ``numeric_transform: equal_frequency`` does
       that on the train split with ``min_count`` rows a bucket (the last bucket takes the remainder; any
       value falls in the bucket of its range, so there is no OOV; missing stays id 0, where that code
-      sorted it in as -1). ``log_squared`` / ``log_of_square`` (bucketed as in ``dynint``) are allowed too.
+      sorted it in as -1). ``log1p_square`` / ``log_squared`` (bucketed as in ``dynint``) are allowed too.
     * Categorical fields: ``min_count`` 20 (the same set's threshold).
     * ``negative_downsampling: balance`` (the default of criteo_aim.yaml) keeps every positive and each
       negative with probability positives / negatives of its file (so ~50% positives, as in AIM's Table 1;
@@ -56,7 +62,7 @@ Recipes (``recipe``), each the paper's own protocol where the paper states one:
 
 ``dpn`` (DPN App. B, which takes AFN's setting, which takes AutoInt's preprocessing)
     * DPN: "categorical and dense features are hashed to sparse one-hot features", so the numeric fields
-      are bucketed and categorical, with AutoInt's transform (``log_squared``, as in ``dynint``; AutoInt
+      are bucketed and categorical, with AutoInt's transform (``log_squared``, ``dynint``'s option; AutoInt
       applies ``int(ln(v)^2)`` for ``v > 2``). AFN's code clips feature values to [0.001, 1], which rules
       out AutoInt's raw scaled numeric values.
     * ``min_count: 10``: AutoInt's Criteo threshold (no threshold is printed by DPN or AFN; AFN's 2.09M
@@ -99,7 +105,7 @@ from ctrlab.data.tabular import Categorical, EqualFrequency, FieldSpec, MinMax, 
 
 RECIPE_VERSION = 1
 RECIPES = ("dynint", "optinter", "aim", "dpn")
-NUMERIC_TRANSFORMS = ("log_squared", "log_of_square")  # bucketed, then categorical
+NUMERIC_TRANSFORMS = ("log1p_square", "log_squared")  # bucketed, then categorical
 AIM_NUMERIC_TRANSFORMS = (*NUMERIC_TRANSFORMS, "equal_frequency")
 NEGATIVE_DOWNSAMPLING = (None, "balance")
 INT_FIELDS = [f"I{i}" for i in range(1, 14)]
@@ -154,11 +160,16 @@ def explain_bad_line(chunk: ParsedChunk, row: int) -> str:
 
 
 def bucketed(field: str, transform: str) -> pl.Expr:
-    """An I-value -> an integer category token: ``v <= 2`` keeps ``v``; ``v > 2`` -> ``2 + bucket`` (>= 3)
-    with bucket ``floor(ln(v)^2)`` (``log_squared``) or ``floor(ln(v^2))`` (``log_of_square``); null stays."""
-    ln = pl.col(field).cast(pl.Float64).log()
-    bucket = (ln * ln) if transform == "log_squared" else (2.0 * ln)
-    return pl.when(pl.col(field) > 2).then(bucket.floor().cast(pl.Int64) + 2).otherwise(pl.col(field))
+    """An I-value -> an integer category token; null (missing) stays null.
+
+    ``log1p_square``: ``v >= 0`` -> ``floor(ln(v^2 + 1))`` (>= 0); ``v < 0`` keeps ``v`` (< 0, apart from
+    every bucket). ``log_squared``: ``v <= 2`` keeps ``v``; ``v > 2`` -> ``2 + floor(ln(v)^2)`` (>= 3, apart
+    from the kept values)."""
+    v = pl.col(field)
+    x = v.cast(pl.Float64)
+    if transform == "log1p_square":
+        return pl.when(v >= 0).then((x * x).log1p().floor().cast(pl.Int64)).otherwise(v)
+    return pl.when(v > 2).then((x.log() * x.log()).floor().cast(pl.Int64) + 2).otherwise(v)
 
 
 def count_positive_lines(file: TextFile) -> int:

@@ -4,6 +4,10 @@ the final field vectors concatenated into a logistic output layer (ŷ = σ(w^T (
 AutoInt+ (``autoint_plus``, the paper's joint training with a feed-forward network) adds a DNN over the same
 embeddings, the two logits summed; ``mlp_hidden: null`` is plain AutoInt (also DynInt Table 2's
 interaction-layer-only AutoInt).
+
+``attention_variant``: ``paper`` (default) is the interacting layer of AutoInt's equations; ``authors_code``
+is the layer of AutoInt's released code (ReLU on the Q/K/V projections, scores scaled by 1/sqrt(d'), layer
+norm), which produced the AutoInt paper's own numbers (``ctrlab.nn.self_attention``).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from ctrlab.data.schema import FeatureMap
 from ctrlab.models.base import CTRModel
 from ctrlab.nn.embedding import FeatureEmbedding
 from ctrlab.nn.mlp import MLP, Norm
-from ctrlab.nn.self_attention import InteractingLayer
+from ctrlab.nn.self_attention import AttentionVariant, InteractingLayer
 
 
 class AutoInt(CTRModel):
@@ -28,6 +32,7 @@ class AutoInt(CTRModel):
         attention_heads: int,
         attention_dim: int,
         attention_residual: bool,
+        attention_variant: AttentionVariant,
         mlp_hidden: list[int] | None,
         mlp_dropout: float,
         mlp_norm: Norm,
@@ -36,7 +41,10 @@ class AutoInt(CTRModel):
         self.embedding = FeatureEmbedding(feature_map, embedding_dim, embedding_init_std)
         widths = [embedding_dim] + [attention_heads * attention_dim] * attention_layers
         self.interacting = nn.Sequential(
-            *(InteractingLayer(w, attention_dim, attention_heads, attention_residual) for w in widths[:-1])
+            *(
+                InteractingLayer(w, attention_dim, attention_heads, attention_residual, attention_variant)
+                for w in widths[:-1]
+            )
         )
         self.output = nn.Linear(feature_map.num_fields * widths[-1], 1)
         dim = feature_map.num_fields * embedding_dim

@@ -4,7 +4,7 @@
 - ``DynIntDGP``: dynamic generated parameters W^(i) = U Σ^(i) V^T (eqs. 5, 7, 8) + orthogonal penalty (eq. 11).
 - ``DynIntDWP``: dynamic weighted parameters (G^(i) ∘ W), G^(i) of rank K (eqs. 6, 9, 10) + penalty (eq. 12).
 
-All share xDeepInt's embedding, subspace-crossing and output layer (``PINModel``).
+All share xDeepInt's embedding, subspace-crossing and output layer (``PINModel``, with its ``output_layer``).
 
 Orthogonal penalty scaling: eqs. 11-12 sum over the N training instances next to a log loss that is also a
 sum. Our loss is a batch mean (``CTRModule``), so ``regularization()`` returns the per-instance penalty,
@@ -20,7 +20,7 @@ import torch
 
 from ctrlab.data.schema import FeatureMap
 from ctrlab.models.base import ModelOutput
-from ctrlab.models.xdeepint import PINModel
+from ctrlab.models.xdeepint import OutputLayer, PINModel
 from ctrlab.nn.dynamic import DynamicActivationPIN, DynamicGeneratedPIN, DynamicWeightedPIN
 from ctrlab.nn.polynomial import split_subspaces
 
@@ -33,9 +33,10 @@ class DynIntDA(PINModel):
         embedding_init_std: float,
         num_layers: int,
         num_subspaces: int,
+        output_layer: OutputLayer,
         reduction_ratio: int,
     ) -> None:
-        super().__init__(feature_map, embedding_dim, embedding_init_std, num_subspaces)
+        super().__init__(feature_map, embedding_dim, embedding_init_std, num_subspaces, output_layer)
         self.layers.extend(
             DynamicActivationPIN(self.num_rows, self.input_dim, reduction_ratio) for _ in range(num_layers)
         )
@@ -64,11 +65,12 @@ class DynIntDGP(_OrthogonalPIN):
         embedding_init_std: float,
         num_layers: int,
         num_subspaces: int,
+        output_layer: OutputLayer,
         reduction_ratio: int,
         kernel_size: int,
         ortho_lambda: float,
     ) -> None:
-        super().__init__(feature_map, embedding_dim, embedding_init_std, num_subspaces)
+        super().__init__(feature_map, embedding_dim, embedding_init_std, num_subspaces, output_layer)
         self.ortho_lambda = ortho_lambda
         self.layers.extend(
             DynamicGeneratedPIN(self.num_rows, self.input_dim, kernel_size, reduction_ratio)
@@ -88,11 +90,12 @@ class DynIntDWP(_OrthogonalPIN):
         embedding_init_std: float,
         num_layers: int,
         num_subspaces: int,
+        output_layer: OutputLayer,
         reduction_ratio: int,
         rank: int,
         ortho_lambda: float,
     ) -> None:
-        super().__init__(feature_map, embedding_dim, embedding_init_std, num_subspaces)
+        super().__init__(feature_map, embedding_dim, embedding_init_std, num_subspaces, output_layer)
         self.ortho_lambda = ortho_lambda
         self.layers.extend(
             DynamicWeightedPIN(self.num_rows, self.input_dim, rank, reduction_ratio) for _ in range(num_layers)
@@ -107,7 +110,7 @@ class DynIntDWP(_OrthogonalPIN):
             u, v = layer.factors(x0)  # [B, K, F'] each
             x = layer.weighted(x, x0, u, v)  # [B, F', D']
             aux[f"u{i}"], aux[f"v{i}"] = u, v
-        return ModelOutput(self.output(x), aux)
+        return ModelOutput(self.head(x), aux)
 
     def layer_penalties(self, output: ModelOutput) -> list[torch.Tensor]:
         """Eq. 12 per layer, averaged over the instances of this step's forward."""

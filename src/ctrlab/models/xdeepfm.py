@@ -4,6 +4,9 @@
 The same class is CIN alone (``cin``, DPN Table 1; xDeepFM's eq. 8 output ``σ(w^T p^+ + b)``):
 ``linear: false`` and ``mlp_hidden: null``. ``mlp_hidden: null`` with the linear part is xDeepFM's
 interaction layer alone (DynInt Table 2).
+
+``cin_split_half``: ``false`` (default) is the CIN of xDeepFM's equations; ``true`` is its released code's
+split-half CIN, which produced the xDeepFM paper's own numbers (``ctrlab.nn.cin``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ class XDeepFM(CTRModel):
         embedding_init_std: float,
         linear: bool,
         cin_layers: list[int],
+        cin_split_half: bool,
         mlp_hidden: list[int] | None,
         mlp_dropout: float,
         mlp_norm: Norm,
@@ -33,7 +37,7 @@ class XDeepFM(CTRModel):
         super().__init__()
         self.linear = LinearTerm(feature_map) if linear else None
         self.embedding = FeatureEmbedding(feature_map, embedding_dim, embedding_init_std)
-        self.cin = CIN(feature_map.num_fields, cin_layers)
+        self.cin = CIN(feature_map.num_fields, cin_layers, cin_split_half)
         self.cin_output = nn.Linear(self.cin.out_dim, 1)  # w_cin, b
         dim = feature_map.num_fields * embedding_dim
         self.mlp = MLP(dim, mlp_hidden, 1, mlp_dropout, mlp_norm) if mlp_hidden is not None else None

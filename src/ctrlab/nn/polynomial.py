@@ -56,21 +56,20 @@ class PolynomialInteraction(nn.Module):
 
 
 class PINOutput(nn.Module):
-    """Output layer of eq. 2 on the subspace-crossed map: logit = (W_out X_L + b_out 1^T) 1.
+    """Output layer of eq. 2 on a feature map X [B, R, C]: logit = (W_out X + b_out 1^T) 1.
 
-    W_out ∈ R^{1×F'} aggregates over the F' = F*h rows, the product is then summed over the D/h columns.
-    With sub-spaces, eq. 2 is applied to the stacked [F', D/h] map literally, so each (field, chunk) row gets
-    its own output weight — for h = 1 this is exactly eq. 2; for h > 1 it is a strict generalisation of
-    applying eq. 2 to the un-split [F, D] map (which would tie the h chunk weights of a field). As printed,
-    the bias enters as b_out 1^T before the sum over columns, i.e. it contributes b_out * D/h.
+    W_out ∈ R^{1×R} aggregates over the R rows, the product is then summed over the C columns. As printed,
+    the bias enters as b_out 1^T before the sum over columns, i.e. it contributes b_out * C. ``PINModel``
+    chooses the map: the merged [F, D] one (the paper's W_out ∈ R^{1×F}) or the split [F*h, D/h] one.
     """
 
     def __init__(self, num_rows: int) -> None:
         super().__init__()
+        self.num_rows = num_rows  # R
         bound = 1.0 / math.sqrt(num_rows)  # nn.Linear's default: zero-mean, so no degree is favoured at start
-        self.weight = nn.Parameter(torch.empty(num_rows).uniform_(-bound, bound))  # W_out: [F']
+        self.weight = nn.Parameter(torch.empty(num_rows).uniform_(-bound, bound))  # W_out: [R]
         self.bias = nn.Parameter(torch.zeros(()))  # b_out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        per_column = torch.einsum("f,bfd->bd", self.weight, x) + self.bias  # [B, D']
+        per_column = torch.einsum("r,brc->bc", self.weight, x) + self.bias  # [B, C]
         return per_column.sum(dim=1)  # [B]

@@ -32,6 +32,12 @@ the gradient is non-zero. Embedding rows absent from a batch (zero rows of a den
 as they are. Inside a row that does get a gradient, G-FTRL rewrites the whole row: the group shrinkage
 depends on the row norm of z.
 
+Loss scale. Multiplying the loss by c multiplies every gradient by c; with (α, cβ, cλ1, cλ2, c²n0) in place
+of (α, β, λ1, λ2, n0) the state follows as n -> c²n, σ -> cσ, z -> cz, q -> cq (for the same weights), so
+both closed forms (including the group threshold λ1 sqrt(d) against ||z_row|| and the warm-start z0) give the
+same weights. A batch-mean loss is the summed loss with c = 1/B: constants tuned on a summed loss carry over
+divided by B, α unchanged (configs/optimizer/gftrl_ftrl.yaml does so for the authors' G-FTRL constants).
+
 Initial values (``warm_start``). In plain FTRL-Proximal the weights are a function of (z, n) only, and
 z = 0 means w = 0: the first update of a coordinate throws away its initial value (TensorFlow's Ftrl does
 this too). That is harmless for LR and embeddings that start near zero, but it puts a deep model's dense
