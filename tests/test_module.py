@@ -119,8 +119,8 @@ def _loss_before_the_hook(model, batch) -> torch.Tensor:
 @pytest.mark.parametrize("name", ["dgp", "dwp"])
 def test_loss_with_the_hook_equals_the_loss_before(name, tiny_feature_map):
     torch.manual_seed(0)
-    common = dict(embedding_dim=4, embedding_init_std=0.5, num_layers=3, num_subspaces=2, output_layer="paper", reduction_ratio=2,
-                  ortho_lambda=0.5)  # a large λ, so the penalty is a visible part of the loss
+    common = dict(embedding_dim=4, embedding_init_std=0.5, num_layers=3, num_subspaces=2, output_layer="paper",
+                  reduction_ratio=2, ortho_lambda=0.5)  # a large λ, so the penalty is a visible part of the loss
     if name == "dgp":
         model = DynIntDGP(tiny_feature_map, kernel_size=4, **common)
         for layer in model.layers:  # off the orthogonal start, where eq. 11 is 0
