@@ -95,9 +95,9 @@ def test_each_multirun_job_is_its_own_wandb_run_with_config_group_tags_and_summa
 
 
 PROGRESS = re.compile(r"^\[([12])/2\] (fm|deepfm) · synthetic_criteo · seed 2022 -> val AUC 0\.\d{4}, "
-                      r"test AUC 0\.\d{4} · \d+ s(?: · ETA \d+ (?:s|min))?$")
+                      r"test AUC 0\.\d{4} · [\d.]+ s(?: · ETA [\d.]+ (?:s|min))?$")
 # what may print besides the progress lines: Hydra's and ctrlab's own log lines, and the sweep's summary
-OWN_LINE = re.compile(r"^\[[\d\-: ,]+\]\[(HYDRA|ctrlab\.[\w.]+)\]|^2 jobs in \d+ s, 0 failed · ")
+OWN_LINE = re.compile(r"^\[[\d\-: ,]+\]\[(HYDRA|ctrlab\.[\w.]+)\]|^2 jobs in [\d.]+ s, 0 failed · ")
 
 
 def test_multirun_prints_one_progress_line_per_job_and_no_third_party_noise(wandb_multirun):

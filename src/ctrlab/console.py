@@ -143,7 +143,9 @@ def sweep_values(config: DictConfig) -> dict[str, int | None]:
 
 
 def duration(seconds: float) -> str:
-    """``14 s``, ``3 min``, ``2.5 h``."""
+    """``0.4 s``, ``14 s``, ``3 min``, ``2.5 h``."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 90 * 60:

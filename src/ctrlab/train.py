@@ -175,7 +175,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if throughput is not None:
             metrics.update(train_time_s=throughput.train_time_s, samples_per_s=throughput.samples_per_s)
 
-        ckpt = "best" if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.best_model_path else None
+        checkpoint = trainer.checkpoint_callback
+        ckpt = "best" if checkpoint is not None and checkpoint.best_model_path else None
         for logger in loggers:  # the scores below are the best checkpoint's, not one more epoch's
             if isinstance(logger, StagedCSVLogger):
                 logger.stage = "best_checkpoint"
@@ -192,7 +193,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                     for k, v in trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0].items()
                 }
             )
-        metrics["best_checkpoint"] = trainer.checkpoint_callback.best_model_path if ckpt else None
+        metrics["best_checkpoint"] = checkpoint.best_model_path if ckpt else None
         metrics["status"] = "completed"
         log.info("metrics: %s", {k: metrics[k] for k in metrics if "/" in k})
         return metrics
