@@ -121,82 +121,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "seed": cfg.get("seed"),
         "status": "running",
     }
-    loggers: list[Any] = []  # created inside the try: a W&B run must be finished however the run ends
+    loggers: list[Any] = []
     try:
-        check_config(cfg)
-        (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        if rank_zero_only.rank == 0:
-            save_config_tree(cfg, choices, output_dir / "config_tree.txt", echo=not _multirun())
-        write_json(output_dir / "environment.json", environment())
-        pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is in config_resolved.yaml
-
-        datamodule = CTRDataModule(
-            source=instantiate(cfg.data.source),
-            cache_dir=cfg.paths.cache_dir,
-            batch_size=cfg.data.batch_size,
-            eval_batch_size=cfg.data.eval_batch_size,
-            seed=cfg.seed,
-            crosses=_cross_spec(cfg),
-        )
-        datamodule.prepare_data()
-        datamodule.setup()
-        fm = datamodule.feature_map
-        model = instantiate(cfg.model, _partial_=True)(feature_map=fm)  # a dataclass kwarg would be a DictConfig
-        module = CTRModule(model, cfg.optimizer)
-
-        callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]  # null: off
-        throughput = next((c for c in callbacks if isinstance(c, TrainingThroughput)), None)
-        loggers = _loggers(cfg, output_dir)
-        trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
-
-        metrics.update(
-            {
-                "paper_row": _paper_row(cfg, choices.get("model")),
-                "paper_dataset": cfg.data.paper_dataset,
-                # a hyper-parameter grid's point (configs/grid/): the report keeps, per model and data, the best
-                "grid_point": _grid_point(cfg),
-                "data_description": fm.description,
-                "split_sizes": fm.split_sizes,
-                "params": model.num_parameters(),
-            }
-        )
-        start = time.perf_counter()
-        try:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-        except NonFiniteLossError:
-            last = output_dir / "checkpoints" / "last.ckpt"
-            trainer.save_checkpoint(last)  # the weights are still finite: the step was not taken
-            metrics["last_checkpoint"] = str(last)
-            log.info("logs and the weights before the bad step (%s) are kept", last)
-            raise
-        metrics["fit_time_s"] = time.perf_counter() - start
-        metrics["epochs"] = trainer.current_epoch
-        metrics["global_step"] = trainer.global_step
-        if throughput is not None:
-            metrics.update(train_time_s=throughput.train_time_s, samples_per_s=throughput.samples_per_s)
-
-        checkpoint = trainer.checkpoint_callback
-        ckpt = "best" if checkpoint is not None and checkpoint.best_model_path else None
-        for logger in loggers:  # the scores below are the best checkpoint's, not one more epoch's
-            if isinstance(logger, StagedCSVLogger):
-                logger.stage = "best_checkpoint"
-        metrics.update(
-            {
-                k: float(v)
-                for k, v in trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0].items()
-            }
-        )
-        if cfg.get("test"):
-            metrics.update(
-                {
-                    k: float(v)
-                    for k, v in trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0].items()
-                }
-            )
-        metrics["best_checkpoint"] = checkpoint.best_model_path if ckpt else None
-        metrics["status"] = "completed"
-        log.info("metrics: %s", {k: metrics[k] for k in metrics if "/" in k})
-        return metrics
+        return _train(cfg, output_dir, metrics, loggers)
     except BaseException as err:
         metrics.update(status="failed", error=f"{type(err).__name__}: {err}")
         raise
@@ -206,6 +133,85 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         for logger in loggers:
             if isinstance(logger, SafeWandbLogger):
                 logger.finish(metrics)
+
+
+def _train(cfg: DictConfig, output_dir: Path, metrics: dict[str, Any], loggers: list[Any]) -> dict[str, Any]:
+    """The run itself. It fills ``metrics`` and ``loggers`` as it goes, so that ``train`` can record and
+    finish them however it ends."""
+    check_config(cfg)
+    (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    choices = _choices()
+    if rank_zero_only.rank == 0:
+        save_config_tree(cfg, choices, output_dir / "config_tree.txt", echo=not _multirun())
+    write_json(output_dir / "environment.json", environment())
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is in config_resolved.yaml
+
+    datamodule = CTRDataModule(
+        source=instantiate(cfg.data.source),
+        cache_dir=cfg.paths.cache_dir,
+        batch_size=cfg.data.batch_size,
+        eval_batch_size=cfg.data.eval_batch_size,
+        seed=cfg.seed,
+        crosses=_cross_spec(cfg),
+    )
+    datamodule.prepare_data()
+    datamodule.setup()
+    fm = datamodule.feature_map
+    model = instantiate(cfg.model, _partial_=True)(feature_map=fm)  # a dataclass kwarg would become a DictConfig
+    module = CTRModule(model, cfg.optimizer)
+
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]  # null: switched off
+    throughput = next((c for c in callbacks if isinstance(c, TrainingThroughput)), None)
+    loggers.extend(_loggers(cfg, output_dir))
+    trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+
+    metrics.update(
+        {
+            "paper_row": _paper_row(cfg, choices.get("model")),
+            "paper_dataset": cfg.data.paper_dataset,
+            # a hyper-parameter grid's point (configs/grid/): the report keeps, per model and data, the best on val/auc
+            "grid_point": _grid_point(cfg),
+            "data_description": fm.description,
+            "split_sizes": fm.split_sizes,
+            "params": model.num_parameters(),
+        }
+    )
+    start = time.perf_counter()
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    except NonFiniteLossError:
+        last = output_dir / "checkpoints" / "last.ckpt"
+        trainer.save_checkpoint(last)  # the weights are still finite: the step was not taken
+        metrics["last_checkpoint"] = str(last)
+        log.info("logs and the weights before the bad step (%s) are kept", last)
+        raise
+    metrics["fit_time_s"] = time.perf_counter() - start
+    metrics["epochs"] = trainer.current_epoch
+    metrics["global_step"] = trainer.global_step
+    if throughput is not None:
+        metrics.update(train_time_s=throughput.train_time_s, samples_per_s=throughput.samples_per_s)
+
+    ckpt = "best" if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.best_model_path else None
+    for logger in loggers:  # the scores below are the best checkpoint's, not one more epoch's
+        if isinstance(logger, StagedCSVLogger):
+            logger.stage = "best_checkpoint"
+    metrics.update(
+        {
+            k: float(v)
+            for k, v in trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0].items()
+        }
+    )
+    if cfg.get("test"):
+        metrics.update(
+            {
+                k: float(v)
+                for k, v in trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0].items()
+            }
+        )
+    metrics["best_checkpoint"] = trainer.checkpoint_callback.best_model_path if ckpt else None
+    metrics["status"] = "completed"
+    log.info("metrics: %s", {k: metrics[k] for k in metrics if "/" in k})
+    return metrics
 
 
 @hydra.main(version_base="1.3", config_path="../../configs", config_name="train")
