@@ -22,7 +22,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from ctrlab.data.datamodule import BatchLoader, CTRDataModule
-from ctrlab.lit.callbacks import ThroughputMonitor
+from ctrlab.lit.callbacks import TrainingThroughput
 from ctrlab.lit.module import CTRModule
 from ctrlab.utils import machine_summary
 
@@ -45,7 +45,7 @@ def bare_epoch(model: torch.nn.Module, loader: BatchLoader) -> float:
 
 def lightning_epoch(model: torch.nn.Module, datamodule: CTRDataModule, optimizer_cfg) -> float:
     """ctrlab's path: CTRModule + Trainer + CTRDataModule (no validation, no checkpoint). Returns samples/s."""
-    monitor = ThroughputMonitor()
+    monitor = TrainingThroughput()
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=1,

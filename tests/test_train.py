@@ -120,6 +120,30 @@ def test_failing_wandb_never_fails_a_run(tmp_path, monkeypatch, caplog):
     assert "continuing without W&B" in caplog.text
 
 
+def test_online_wandb_that_times_out_logs_offline_and_the_sweep_stays_offline(tmp_path, monkeypatch, caplog):
+    import wandb
+
+    from ctrlab.lit import loggers
+
+    monkeypatch.setattr(loggers, "_online_failure", None)
+    real_init, calls = wandb.init, []
+
+    def init_without_network(*args, **kwargs):
+        calls.append((kwargs.get("mode"), kwargs["settings"].init_timeout))
+        if kwargs.get("mode") != "offline":
+            raise wandb.errors.CommError("Timed out initializing run")
+        return real_init(*args, **kwargs)
+
+    monkeypatch.setattr(wandb, "init", init_without_network)
+    online = [*FAST, "logger=wandb", "logger.wandb.offline=false", "logger.wandb.init_timeout=3"]
+    first = train(make_cfg(tmp_path / "first", online))
+    assert calls == [(None, 3), ("offline", 3)] and first["status"] == "completed"
+    assert list((tmp_path / "first" / "run" / "wandb").glob("offline-run-*"))
+    second = train(make_cfg(tmp_path / "second", online))  # the next job of the same sweep: no second wait
+    assert calls[2:] == [("offline", 3)] and second["status"] == "completed"
+    assert caplog.text.count("W&B could not log online") == 1
+
+
 def test_ddp_two_cpu_processes_over_gloo(tmp_path):
     args = [*FAST, "trainer=ddp", "data.batch_size=256", "trainer.limit_train_batches=4"]
     out = _cli([*args, f"hydra.run.dir={tmp_path}/ddp"], tmp_path, timeout=600)

@@ -1,7 +1,9 @@
 """Hydra entry point for one training run: ``python -m ctrlab.train model=deepfm data=synthetic_criteo``.
 
-Writes into the run directory: ``config_resolved.yaml``, ``environment.json``, Lightning's CSV log,
-``checkpoints/{best,last}.ckpt`` and ``metrics.json`` (also on failure, with ``status: failed``).
+Writes into the run directory: ``config_resolved.yaml``, ``config_tree.txt``, ``environment.json``, Lightning's
+CSV log, ``checkpoints/{best,last}.ckpt`` and ``metrics.json`` (also on failure, with ``status: failed`` and the
+error). A failed run prints its error as one line, keeps the traceback in its log file and exits with status 1;
+in a multirun the sweep goes on and the multirun exits with status 1 at its end (``ctrlab.console``).
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
+from ctrlab.console import quiet_third_party, save_config_tree
 from ctrlab.data.crosses import CrossSpec
 from ctrlab.data.datamodule import CTRDataModule
-from ctrlab.lit.callbacks import ThroughputMonitor
+from ctrlab.lit.callbacks import TrainingThroughput
+from ctrlab.lit.loggers import SafeWandbLogger, StagedCSVLogger
 from ctrlab.lit.module import NonFiniteLossError
 from ctrlab.lit.resume import carry_csv_log, check_run_folder
 from ctrlab.run_config import ConfigError, validate_run_config
@@ -77,19 +82,26 @@ def _grid_point(cfg: DictConfig) -> str | None:
     return " ".join(f"{k}={v}" for k, v in sorted(OmegaConf.to_container(grid, resolve=True).items()))
 
 
+def _multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def _loggers(cfg: DictConfig, output_dir: Path) -> list[Any]:
     loggers = []
     for name, lcfg in (cfg.get("logger") or {}).items():
         if lcfg.get("_target_", "").endswith("SafeWandbLogger") and lcfg.get("group") is None:
             # one W&B group per multirun: the sweep folder's name (the run folder's for a single run)
-            multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-            lcfg = OmegaConf.merge(lcfg, {"group": (output_dir.parent if multirun else output_dir).name})
+            lcfg = OmegaConf.merge(lcfg, {"group": (output_dir.parent if _multirun() else output_dir).name})
         try:
-            loggers.append(instantiate(lcfg))
+            logger = instantiate(lcfg)
         except Exception as err:  # noqa: BLE001 — an optional logger must not stop the run
             if name == "csv":
                 raise
             log.warning("logger %s could not be created (%s); continuing without it", name, err)
+            continue
+        if isinstance(logger, SafeWandbLogger):  # the job's W&B run carries its whole resolved config
+            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        loggers.append(logger)
     return loggers
 
 
@@ -103,15 +115,47 @@ def _cross_spec(cfg: DictConfig) -> CrossSpec | None:
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train, validate and test one model; returns the metrics written to ``metrics.json``."""
-    check_config(cfg)
+    """Train, validate and test one model; returns the metrics written to ``metrics.json``.
+
+    However the run ends, ``metrics.json`` is written (``status: failed`` and the error if it raised) and
+    its W&B run, if any, finished with it as summary; an error is then raised again.
+    """
     output_dir = Path(cfg.paths.output_dir)
     check_run_folder(output_dir, cfg.get("ckpt_path"))
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    write_json(output_dir / "environment.json", environment())
     choices = _choices()
-    pl.seed_everything(cfg.seed, workers=True)
+    metrics: dict[str, Any] = {
+        "model": choices.get("model"),
+        "data": choices.get("data"),
+        "optimizer": choices.get("optimizer"),
+        "ablation": choices.get("ablation"),  # an override bundle of configs/ablation/ ("none": the model as is)
+        "seed": cfg.get("seed"),
+        "status": "running",
+    }
+    loggers: list[Any] = []
+    try:
+        return _train(cfg, output_dir, metrics, loggers)
+    except BaseException as err:
+        metrics.update(status="failed", error=f"{type(err).__name__}: {err}")
+        raise
+    finally:
+        if rank_zero_only.rank == 0:
+            write_json(output_dir / "metrics.json", metrics)
+        for logger in loggers:
+            if isinstance(logger, SafeWandbLogger):
+                logger.finish(metrics)
+
+
+def _train(cfg: DictConfig, output_dir: Path, metrics: dict[str, Any], loggers: list[Any]) -> dict[str, Any]:
+    """The run itself. It fills ``metrics`` and ``loggers`` as it goes, so that ``train`` can record and
+    finish them however it ends."""
+    check_config(cfg)
+    (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    choices = _choices()
+    if rank_zero_only.rank == 0:
+        save_config_tree(cfg, choices, output_dir / "config_tree.txt", echo=not _multirun())
+    write_json(output_dir / "environment.json", environment())
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is in config_resolved.yaml
 
     datamodule = CTRDataModule(
         source=instantiate(cfg.data.source),
@@ -130,35 +174,31 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     module = instantiate(cfg.module, _partial_=True)(model=model, optimizer=cfg.optimizer, config=cfg, feature_map=fm)
 
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]  # null: switched off
-    throughput = next((c for c in callbacks if isinstance(c, ThroughputMonitor)), None)
-    trainer: pl.Trainer = instantiate(cfg.trainer, logger=_loggers(cfg, output_dir) or False, callbacks=callbacks)
+    throughput = next((c for c in callbacks if isinstance(c, TrainingThroughput)), None)
+    loggers.extend(_loggers(cfg, output_dir))
+    trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
 
-    metrics: dict[str, Any] = {
-        "model": choices.get("model"),
-        "data": choices.get("data"),
-        "optimizer": choices.get("optimizer"),
-        "ablation": choices.get("ablation"),  # an override bundle of configs/ablation/ ("none": the model as is)
-        "paper_row": _paper_row(cfg, choices.get("model")),
-        "paper_dataset": cfg.data.paper_dataset,
-        # a hyper-parameter grid's point (configs/grid/): the report keeps, per model and data, the best on val/auc
-        "grid_point": _grid_point(cfg),
-        "data_description": fm.description,
-        "split_sizes": fm.split_sizes,
-        "seed": cfg.seed,
-        "params": model.num_parameters(),
-        "status": "running",
-    }
+    metrics.update(
+        {
+            "paper_row": _paper_row(cfg, choices.get("model")),
+            "paper_dataset": cfg.data.paper_dataset,
+            # a hyper-parameter grid's point (configs/grid/): the report keeps, per model and data, the best on val/auc
+            "grid_point": _grid_point(cfg),
+            "data_description": fm.description,
+            "split_sizes": fm.split_sizes,
+            "params": model.num_parameters(),
+        }
+    )
     if cfg.get("ckpt_path"):
         carry_csv_log(cfg.ckpt_path, trainer.loggers)
     start = time.perf_counter()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    except NonFiniteLossError as err:
+    except NonFiniteLossError:
         last = output_dir / "checkpoints" / "last.ckpt"
         trainer.save_checkpoint(last)  # the weights are still finite: the step was not taken
-        metrics.update(status="failed", error=str(err), last_checkpoint=str(last))
-        write_json(output_dir / "metrics.json", metrics)
-        log.error("%s — logs and %s are kept", err, last)
+        metrics["last_checkpoint"] = str(last)
+        log.info("logs and the weights before the bad step (%s) are kept", last)
         raise
     metrics["fit_time_s"] = time.perf_counter() - start
     metrics["epochs"] = trainer.current_epoch
@@ -173,6 +213,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         metrics.update(train_time_s=throughput.train_time_s, samples_per_s=throughput.samples_per_s)
 
     ckpt = "best" if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.best_model_path else None
+    for logger in loggers:  # the scores below are the best checkpoint's, not one more epoch's
+        if isinstance(logger, StagedCSVLogger):
+            logger.stage = "best_checkpoint"
     metrics.update(
         {
             k: float(v)
@@ -188,36 +231,21 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         )
     metrics["best_checkpoint"] = trainer.checkpoint_callback.best_model_path if ckpt else None
     metrics["status"] = "completed"
-    if trainer.is_global_zero:
-        write_json(output_dir / "metrics.json", metrics)
     log.info("metrics: %s", {k: metrics[k] for k in metrics if "/" in k})
     return metrics
 
 
 @hydra.main(version_base="1.3", config_path="../../configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    quiet_third_party()
     try:
         metrics = train(cfg)
     except Exception as err:
-        if HydraConfig.get().mode != RunMode.MULTIRUN:
-            raise
-        # one failed job must not end a whole table: record it, and let the report count it
-        log.exception("job failed; the sweep goes on")
-        failed = Path(cfg.paths.output_dir) / "metrics.json"
-        if not failed.exists():
-            choices = _choices()
-            write_json(
-                failed,
-                {
-                    "model": choices.get("model"),
-                    "data": choices.get("data"),
-                    "ablation": choices.get("ablation"),
-                    "seed": cfg.get("seed"),
-                    "status": "failed",
-                    "error": f"{type(err).__name__}: {err}",
-                },
-            )
-        return None
+        # one line on the console (ctrlab.console.OneLineFormatter); the traceback goes to the run's log file
+        log.error("%s: %s", type(err).__name__, err, exc_info=err)
+        if _multirun():
+            return None  # one failed job must not end a whole table; the multirun exits with 1 at its end
+        raise SystemExit(1) from None
     return metrics.get(cfg.get("optimized_metric") or "val/auc")  # for hyper-parameter sweepers
 
 
