@@ -3,6 +3,8 @@ allowed (ctrlab.run_config); a run that trains zero steps fails instead of "comp
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ctrlab.train import ConfigError, NoTrainingError, train
@@ -31,7 +33,8 @@ def test_a_bad_value_stops_the_run_before_any_work_naming_key_and_value(tmp_path
         train(make_cfg(tmp_path, [*FAST, override]))
     assert said in str(err.value)
     assert not (tmp_path / "cache").exists(), "the data was built before the config was checked"
-    assert not (tmp_path / "run" / "metrics.json").exists()
+    failed = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert failed["status"] == "failed" and said in failed["error"]
 
 
 def test_every_model_and_data_config_passes_the_schema(tmp_path):

@@ -111,7 +111,18 @@ def carry_csv_log(ckpt_path: str, loggers: list[Any]) -> None:
         return
     step = torch.load(ckpt_path, map_location="cpu", weights_only=False)["global_step"]
     with old.open(newline="") as f:
-        rows = [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
-    # a row logged at the checkpoint's own validation has step = global_step - 1
-    kept = [row | {"step": int(row["step"]), "epoch": int(row["epoch"])} for row in rows if row["step"] < step]
+        rows = [{k: _cell(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+    # training rows only (not the best checkpoint's scores after fit); a row logged at the checkpoint's own
+    # validation has step = global_step - 1
+    kept = [row for row in rows if row.get("stage", "fit") == "fit" and row["step"] < step]
     csv_logger.experiment.metrics[:0] = kept
+
+
+def _cell(text: str) -> int | float | str:
+    """A CSV cell as Lightning's writer had it: step and epoch are ints, metrics floats, ``stage`` a word."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
