@@ -45,6 +45,7 @@ class RunKeys(_Keys):
     ckpt_path: str | None = None
     task_name: str
     tags: list[str] = []
+    monitor: Literal["auc", "logloss", "auc_minus_logloss"] = "auc"
 
 
 class DataKeys(_Keys):

@@ -105,6 +105,19 @@ def _loggers(cfg: DictConfig, output_dir: Path) -> list[Any]:
     return loggers
 
 
+def _selection(cfg: DictConfig, trainer: pl.Trainer) -> dict[str, Any]:
+    """What chose the scored checkpoint, for the report's plateau check: the monitored metric, the epoch of the
+    best checkpoint, the epoch budget, and whether early stopping ended the run before that budget."""
+    ckpt = trainer.checkpoint_callback
+    stopper = trainer.early_stopping_callback
+    return {
+        "monitor": f"val/{cfg.monitor}",
+        "best_epoch": getattr(ckpt, "best_epoch", None),
+        "max_epochs": cfg.trainer.get("max_epochs"),
+        "stopped_early": bool(stopper is not None and stopper.stopped_epoch > 0),
+    }
+
+
 def _cross_spec(cfg: DictConfig) -> CrossSpec | None:
     """``data.crosses`` when a run asks for cross-product features (e.g. model=poly2), else None."""
     crosses = cfg.data.get("crosses")
@@ -187,6 +200,10 @@ def _train(cfg: DictConfig, output_dir: Path, metrics: dict[str, Any], loggers: 
             "data_description": fm.description,
             "split_sizes": fm.split_sizes,
             "params": model.num_parameters(),
+            # a synthetic stand-in's truth: AUC / log loss of the true click probability, and its mechanism
+            "oracle": (fm.extra.get("oracle") or {}).get("test"),
+            "oracle_valid": (fm.extra.get("oracle") or {}).get("valid"),
+            "planted_mechanism": (fm.extra.get("planted") or {}).get("mechanism"),
         }
     )
     if cfg.get("ckpt_path"):
@@ -230,6 +247,7 @@ def _train(cfg: DictConfig, output_dir: Path, metrics: dict[str, Any], loggers: 
             }
         )
     metrics["best_checkpoint"] = trainer.checkpoint_callback.best_model_path if ckpt else None
+    metrics.update(_selection(cfg, trainer))
     metrics["status"] = "completed"
     log.info("metrics: %s", {k: metrics[k] for k in metrics if "/" in k})
     return metrics

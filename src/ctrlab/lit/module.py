@@ -117,8 +117,12 @@ class CTRModule(pl.LightningModule):
 
     def _eval_epoch_end(self, stage: str) -> None:
         auc, logloss = getattr(self, f"{stage}_auc"), getattr(self, f"{stage}_logloss")
-        self.log(f"{stage}/auc", auc.compute(), prog_bar=True)
-        self.log(f"{stage}/logloss", logloss.compute(), prog_bar=True)
+        auc_value, logloss_value = auc.compute(), logloss.compute()
+        self.log(f"{stage}/auc", auc_value, prog_bar=True)
+        self.log(f"{stage}/logloss", logloss_value, prog_bar=True)
+        # FuxiCTR's default early-stopping score: one number that punishes a run whose AUC holds while its
+        # calibration drifts (`monitor: auc_minus_logloss`)
+        self.log(f"{stage}/auc_minus_logloss", auc_value - logloss_value)
         auc.reset()
         logloss.reset()
 

@@ -44,9 +44,26 @@ class RandomState(pl.Callback):
 
 
 class ResumableModelCheckpoint(ModelCheckpoint):
-    """``ModelCheckpoint`` whose best score survives a resume into another folder (see the module docstring)."""
+    """``ModelCheckpoint`` whose best score survives a resume into another folder (see the module docstring),
+    and which remembers the epoch and step of the best checkpoint for ``metrics.json`` (``best_epoch``)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.best_epoch: int | None = None
+        self.best_step: int | None = None
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        before = self.best_model_score
+        super().on_validation_end(trainer, pl_module)
+        after = self.best_model_score
+        if after is not None and (before is None or not torch.equal(before, after)):
+            self.best_epoch, self.best_step = trainer.current_epoch, trainer.global_step
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "best_epoch": self.best_epoch, "best_step": self.best_step}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_epoch, self.best_step = state_dict.get("best_epoch"), state_dict.get("best_step")
         old_dir = state_dict.get("dirpath")
         if self.dirpath is None or old_dir is None or Path(old_dir).resolve() == Path(self.dirpath).resolve():
             super().load_state_dict(state_dict)
