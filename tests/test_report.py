@@ -14,6 +14,7 @@ from scipy import stats
 from ctrlab.report import truth, write_table
 from ctrlab.report.__main__ import main
 from ctrlab.report.collect import collect
+from ctrlab.report.figures import write_figure
 from ctrlab.report.paper import Significance, dataset_name, get_table, load_papers
 from ctrlab.report.tables import Cell, _mark_significance, build_table, render_markdown
 from ctrlab.report.truth import get_claims
@@ -544,3 +545,16 @@ def test_every_claim_names_rows_of_its_table_and_bad_claims_are_refused(monkeypa
     bad["claims"]["dynint"]["table1"][0] |= {"right": ["fm"], "test": "beats"}
     with pytest.raises(ValueError, match="test='beats'; allowed: less, at_most, near_oracle"):
         get_claims(get_table("dynint", "table1"))
+
+
+def test_figures_name_the_oracle_on_a_standin(tmp_path):
+    multirun = tmp_path / "multiruns" / "figure"
+    for num, (k, auc) in enumerate([("2", 0.70), ("4", 0.72)]):
+        _standin_job(multirun / str(num), "dynint_dgp", "criteo", 0, auc, ORACLE, stopped=True)
+        path = multirun / str(num) / "metrics.json"
+        path.write_text(json.dumps(json.loads(path.read_text()) | {"paper_row": k}))
+    spec = {"paper": "dynint", "key": "fig", "kind": "figure", "label": "Figure X", "caption": "c", "x_label": "K",
+            "claim": "it rises"}
+    text = write_figure(spec, [multirun], tmp_path / "out", "smoke").read_text()
+    assert "- **Oracle** (the stand-in's true click probability, Criteo test split; dashed): AUC 0.7500, " \
+           "LogLoss 0.2500" in text

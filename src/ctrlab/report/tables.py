@@ -134,6 +134,12 @@ def _data_per_dataset(runs: pl.DataFrame, datasets: Iterable[str]) -> dict[str, 
     return data
 
 
+def _planted(runs: pl.DataFrame, dataset: str) -> str | None:
+    # the stand-in's planted mechanism as the column's runs record it; None on real data
+    found = runs.filter(pl.col("paper_dataset") == dataset)["planted_mechanism"].drop_nulls().unique().sort()
+    return ", ".join(found.to_list()) or None
+
+
 def select_grid_points(runs: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, str]]:
     """Keep, per model x dataset, only the runs of the hyper-parameter grid point with the best mean ``SELECT_ON``
     over seeds (ties: the first point in sort order); runs outside a grid pass through. Returns the kept
@@ -287,8 +293,7 @@ def build_table(table: PaperTable, collection: Collection, configs_dir: Path, sc
         selected=selected,
         best=best,
         oracles=oracle,
-        planted={d: ", ".join(sorted(set(ours.filter(pl.col("paper_dataset") == d)["planted_mechanism"]
-                                         .drop_nulls().to_list()))) or None for d in table.datasets},
+        planted={d: _planted(ours, d) for d in table.datasets},
         plateaus=plateaus(ours),
         claims=checked,
     )
