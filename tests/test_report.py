@@ -11,17 +11,20 @@ import pytest
 import yaml
 from scipy import stats
 
-from ctrlab.report import write_table
+from ctrlab.report import truth, write_table
 from ctrlab.report.__main__ import main
 from ctrlab.report.collect import collect
+from ctrlab.report.figures import write_figure
 from ctrlab.report.paper import Significance, dataset_name, get_table, load_papers
-from ctrlab.report.tables import Cell, _mark_significance
+from ctrlab.report.tables import Cell, _mark_significance, build_table, render_markdown
+from ctrlab.report.truth import get_claims
 from tests.helpers import ROOT
 
 SHARED_TABLES = ROOT.parent / "shared" / "reference" / "paper_tables.yaml"
 DESCRIPTIONS = {
     "criteo": ("synthetic_criteo", "synthetic 39-field stand-in, 2,000 rows — not the paper's data"),
     "ipinyou": ("synthetic_ipinyou", "synthetic 16-field stand-in, 2,000 rows — not the paper's data"),
+    "avazu": ("avazu", "Avazu train.csv, 9,000 rows"),
 }
 # test/auc, test/logloss per (model, paper dataset, seed)
 RESULTS = {
@@ -339,3 +342,219 @@ def test_dpn_also_requires_its_0_001_auc_gap(tmp_path):
     marked, best = _mark_significance(table, cells, {("feature_based_dpn", "criteo", "auc"): ours,
                                                      ("cin", "criteo", "auc"): base})
     assert best == {("criteo", "auc"): "CIN"} and marked[0].p_value < 0.005 and marked[0].significance == ""
+
+
+# --- the stand-in's truth: oracle row, plateau check, planted-truth claims -------------------------------------
+
+# test AUC per seed on the Criteo stand-in (log loss = 1 - AUC); oracle AUC 0.75, log loss 0.25
+STANDIN = {"lr": [0.700, 0.702, 0.701], "fm": [0.720, 0.722, 0.719], "dnn": [0.730, 0.735],
+           "deepfm": [0.728, 0.733, 0.731], "xdeepint": [0.7305, 0.7295, 0.7300], "dynint_da": [0.735],
+           "dynint_dwp": [0.733, 0.737]}
+ORACLE = {"auc": 0.75, "logloss": 0.25}
+DEEP = ["dnn", "deepfm"]  # the DNN-based rows that ran
+MAX_EPOCHS = 10
+
+
+def _standin_job(job: Path, model: str, dataset: str, seed: int, auc: float, oracle: dict | None,
+                 stopped: bool, description: str | None = None) -> None:
+    """A completed run with the fields a stand-in run writes (oracle, planted mechanism, plateau facts)."""
+    _write_job(job, model, dataset, seed, auc=auc, logloss=1.0 - auc)
+    metrics = json.loads((job / "metrics.json").read_text())
+    metrics |= {"epochs": 4 + seed if stopped else MAX_EPOCHS, "max_epochs": MAX_EPOCHS, "stopped_early": stopped,
+                "best_epoch": 1 + seed if stopped else MAX_EPOCHS - 1, "monitor": "val/auc"}
+    if oracle is not None:
+        metrics |= {"oracle": oracle, "oracle_valid": {"auc": oracle["auc"] - 0.001, "logloss": 0.26},
+                    "planted_mechanism": "interactions"}
+    if description is not None:
+        metrics |= {"data": "avazu", "data_description": description}
+    (job / "metrics.json").write_text(json.dumps(metrics))
+
+
+def _configs(tmp_path: Path, models) -> Path:
+    configs = tmp_path / "configs"
+    (configs / "model").mkdir(parents=True, exist_ok=True)
+    for model in models:
+        (configs / "model" / f"{model}.yaml").write_text("{}\n")
+    return configs
+
+
+@pytest.fixture
+def standin(tmp_path: Path) -> tuple[list[Path], Path]:
+    """DynInt Table 1 rows on the Criteo stand-in (with its oracle) and LR, FM on real Avazu (no oracle).
+    LR never stops early; FM stops early in 2 of 3 seeds; the others always do."""
+    multirun = tmp_path / "multiruns" / "standin"
+    num = 0
+    for model, aucs in STANDIN.items():
+        for seed, auc in enumerate(aucs):
+            _standin_job(multirun / str(num), model, "criteo", seed, auc, ORACLE,
+                         stopped=model != "lr" and not (model == "fm" and seed == 2))
+            num += 1
+    for model in ("lr", "fm"):
+        for seed in range(2):
+            _standin_job(multirun / str(num), model, "avazu", seed, 0.70 + 0.01 * seed, None, stopped=True,
+                         description="Avazu train.csv, 9,000 rows")
+            num += 1
+    (multirun / "multirun.yaml").write_text("hydra: {}\n")
+    return [multirun], _configs(tmp_path, STANDIN)
+
+
+def _section(text: str, title: str) -> str:
+    return next(s for s in text.split("\n## ")[1:] if s.startswith(title + "\n"))
+
+
+def test_oracle_row_and_gaps_on_a_standin_none_on_real_data(standin, tmp_path):
+    runs, configs = standin
+    md = write_table("dynint", "table1", runs, tmp_path / "out", configs, "default")
+    rows = _csv(md.with_suffix(".csv"))
+    fm = rows["fm", "criteo", "auc"]
+    assert float(fm["oracle"]) == 0.75
+    assert float(fm["gap_to_oracle"]) == pytest.approx(sum(STANDIN["fm"]) / 3 - 0.75)
+    ll = rows["fm", "criteo", "logloss"]
+    assert float(ll["gap_to_oracle"]) == pytest.approx(1 - sum(STANDIN["fm"]) / 3 - 0.25)  # above the oracle: > 0
+    assert float(ll["gap_to_oracle"]) > 0
+    assert rows["lr", "avazu", "auc"]["oracle"] == "" and rows["lr", "avazu", "auc"]["gap_to_oracle"] == ""
+    assert rows["pnn", "criteo", "auc"]["oracle"] == "0.75" and rows["pnn", "criteo", "auc"]["gap_to_oracle"] == ""
+
+    text = md.read_text()
+    criteo, avazu = _section(text, "Criteo"), _section(text, "Avazu")
+    oracle_line = next(line for line in criteo.splitlines() if line.startswith("| Oracle (true model) "))
+    assert "0.7500" in oracle_line and "0.2500" in oracle_line
+    assert "AUC − oracle" in criteo and "LogLoss − oracle" in criteo
+    fm_line = next(line for line in criteo.splitlines() if line.startswith("| FM "))
+    assert _fmt_gap(sum(STANDIN["fm"]) / 3 - 0.75) in fm_line
+    assert "Oracle" not in avazu and "− oracle" not in avazu
+    header = text.split("\n## ")[0]
+    assert "planted mechanism `interactions`; oracle AUC 0.75, LogLoss 0.25" in header
+    assert "Avazu column: Avazu train.csv, 9,000 rows (`data=avazu`); no oracle (real data" in header
+    assert "disagree" not in header
+
+
+def _fmt_gap(gap: float) -> str:
+    return f"{gap:+.4f}"
+
+
+def test_a_real_data_collection_has_no_oracle(setup, tmp_path):
+    runs, configs = setup
+    text = write_table("dynint", "table1", runs, tmp_path / "out", configs, "smoke").read_text()
+    assert "Oracle" not in text and "− oracle" not in text and "Planted-truth checks on" not in text
+    assert "Planted-truth checks: none — the claims (LR < FM;" in _section(text, "Criteo")
+
+
+def test_runs_that_disagree_on_the_oracle_are_named(standin, tmp_path):
+    runs, configs = standin
+    path = runs[0] / "0" / "metrics.json"  # an LR run on the Criteo stand-in
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"oracle": {"auc": 0.76, "logloss": 0.25}}))
+    text = write_table("dynint", "table1", runs, tmp_path / "out", configs, "default").read_text()
+    runs_criteo = sum(len(v) for v in STANDIN.values())
+    assert (f"the runs disagree on the oracle ({runs_criteo} of {runs_criteo} runs record one; "
+            f"AUC 0.750000–0.760000, LogLoss 0.250000–0.250000): the mean is shown") in text
+    mean = (0.75 * (runs_criteo - 1) + 0.76) / runs_criteo
+    oracle_line = next(line for line in _section(text, "Criteo").splitlines() if line.startswith("| Oracle"))
+    assert "runs disagree" in oracle_line and f"{mean:.4f}" in oracle_line
+
+
+def test_plateau_check_flags_rows_that_never_stopped_early(standin, tmp_path):
+    runs, configs = standin
+    criteo = _section(write_table("dynint", "table1", runs, tmp_path / "out", configs, "default").read_text(),
+                      "Criteo")
+    lines = {line[2:].split(":")[0]: line for line in criteo.splitlines() if line.startswith("- ")}
+    assert lines["LR"] == ("- LR: 10 epochs of 10; early stopping fired in 0 of 3 runs; selected epoch 9 on "
+                           "val/auc — **possibly not converged**: the budget ended before the monitor plateaued")
+    assert lines["FM"] == "- FM: 4–10 epochs of 10; early stopping fired in 2 of 3 runs; selected epoch 1–9 on val/auc"
+    assert "possibly not converged" not in lines["DeepFM"] and "PNN" not in lines  # PNN: no runs, no line
+    assert "1 of 7 rows never stopped early" in criteo
+
+
+def test_planted_truth_claims_follow_an_independent_welch_test(standin, tmp_path):
+    runs, configs = standin
+    collection = collect(runs)
+    result = build_table(get_table("dynint", "table1"), collection, configs, "default")
+    got = {r.claim.text: r for r in result.claims["criteo"]}
+    assert "avazu" not in result.claims  # real data: no claims decided
+
+    def side(models):
+        return [a for m in models for a in STANDIN[m]]
+
+    expected = {  # claim -> (left rows, right rows, test)
+        "LR < FM": (["lr"], ["fm"], "less"),
+        "FM < deep models (the DNN-based rows, pooled)": (["fm"], DEEP, "less"),
+        "deep models (the DNN-based rows, pooled) < xDeepInt": (DEEP, ["xdeepint"], "less"),
+        "xDeepInt <= DynInt variants (pooled)": (["xdeepint"], ["dynint_da", "dynint_dwp"], "at_most"),
+    }
+    for text, (left, right, test) in expected.items():
+        lv, rv = side(left), side(right)
+        p = stats.ttest_ind(rv, lv, equal_var=False).pvalue
+        diff = sum(rv) / len(rv) - sum(lv) / len(lv)
+        holds = diff > 0 and p < 0.05 if test == "less" else not (diff < 0 and p < 0.05)
+        assert got[text].p_value == pytest.approx(p) and got[text].diff == pytest.approx(diff)
+        assert got[text].verdict == ("yes" if holds else "no")
+    # the fixture's numbers give each verdict: deep models do not beat xDeepInt (xDeepInt is below their mean)
+    assert [got[t].verdict for t in expected] == ["yes", "yes", "no", "yes"]
+
+    best = max(sum(v) / len(v) for v in STANDIN.values())  # DynInt-DWP, 0.735 (DynInt-DA ties)
+    near = got["best row within 0.02 AUC of the oracle"]
+    assert near.verdict == "yes" and near.diff == pytest.approx(0.75 - best)
+
+    text = render_markdown(result)
+    criteo = _section(text, "Criteo")
+    lr_fm = got["LR < FM"]
+    assert (f"- LR < FM: yes — right − left = {lr_fm.diff:+.4f} AUC (n = 3 runs of LR vs 3 of FM), "
+            f"p = {lr_fm.p_value:.2g}") in criteo
+    assert "(n = 3 runs of FM vs 5 of DNN, DeepFM)" in criteo  # the deep rows that ran
+    assert "Planted-truth checks: none" in _section(text, "Avazu")
+
+
+def test_claims_with_one_run_a_side_are_not_tested(standin, tmp_path):
+    runs, configs = standin
+    one_seed = [job for job in runs[0].iterdir() if job.is_dir()
+                and json.loads((job / "metrics.json").read_text())["seed"] == 0]
+    result = build_table(get_table("dynint", "table1"), collect(one_seed), configs, "default")
+    got = {r.claim.text: r for r in result.claims["criteo"]}
+    assert got["LR < FM"].verdict == "not tested (n<2)" and got["LR < FM"].p_value is None
+    assert got["LR < FM"].diff == pytest.approx(STANDIN["fm"][0] - STANDIN["lr"][0])
+    # a pooled side counts the runs of all its rows: one seed of DNN and DeepFM is 2 runs
+    deep = got["FM < deep models (the DNN-based rows, pooled)"]
+    assert deep.verdict == "not tested (n<2)" and "(n = 1 run of FM vs 2 of DNN, DeepFM)" in deep.detail
+    assert got["best row within 0.02 AUC of the oracle"].verdict == "yes"
+
+
+def test_sweep_tables_get_the_oracle_row(tmp_path):
+    multirun = tmp_path / "multiruns" / "sweep"
+    for num, (model, auc) in enumerate([("dynint_da", 0.70), ("dynint_dgp", 0.72)]):
+        _standin_job(multirun / str(num), model, "criteo", 0, auc, ORACLE, stopped=True)
+        path = multirun / str(num) / "metrics.json"
+        path.write_text(json.dumps(json.loads(path.read_text()) | {"paper_row": "3"}))
+    md = write_table("dynint", "table3", [multirun], tmp_path / "out", _configs(tmp_path, []), "smoke")
+    cell = next(r for (m, d, k), r in _csv(md.with_suffix(".csv")).items()
+                if d == "criteo" and k == "auc" and r["name"] == "#Layers=3")
+    assert float(cell["gap_to_oracle"]) == pytest.approx(0.71 - 0.75)
+    assert "| Oracle (true model) " in _section(md.read_text(), "Criteo")
+    assert "#Layers=3: 4 epochs of 10; early stopping fired in 2 of 2 runs" in md.read_text()
+
+
+def test_every_claim_names_rows_of_its_table_and_bad_claims_are_refused(monkeypatch):
+    claims_file = truth._claims_file()
+    for paper, tables in claims_file["claims"].items():
+        for key in tables:
+            assert get_claims(get_table(paper, key))  # rows, metric and test all valid
+    bad = {"alpha": 0.05, "claims": {"dynint": {"table1": [{"claim": "X", "test": "less", "left": ["lr"],
+                                                            "right": ["nope"]}]}}}
+    monkeypatch.setattr(truth, "_claims_file", lambda: bad)
+    with pytest.raises(ValueError, match="rows nope are not rows of the table"):
+        get_claims(get_table("dynint", "table1"))
+    bad["claims"]["dynint"]["table1"][0] |= {"right": ["fm"], "test": "beats"}
+    with pytest.raises(ValueError, match="test='beats'; allowed: less, at_most, near_oracle"):
+        get_claims(get_table("dynint", "table1"))
+
+
+def test_figures_name_the_oracle_on_a_standin(tmp_path):
+    multirun = tmp_path / "multiruns" / "figure"
+    for num, (k, auc) in enumerate([("2", 0.70), ("4", 0.72)]):
+        _standin_job(multirun / str(num), "dynint_dgp", "criteo", 0, auc, ORACLE, stopped=True)
+        path = multirun / str(num) / "metrics.json"
+        path.write_text(json.dumps(json.loads(path.read_text()) | {"paper_row": k}))
+    spec = {"paper": "dynint", "key": "fig", "kind": "figure", "label": "Figure X", "caption": "c", "x_label": "K",
+            "claim": "it rises"}
+    text = write_figure(spec, [multirun], tmp_path / "out", "smoke").read_text()
+    assert "- **Oracle** (the stand-in's true click probability, Criteo test split; dashed): AUC 0.7500, " \
+           "LogLoss 0.2500" in text

@@ -32,6 +32,16 @@ SCHEMA: dict[str, type[pl.DataType]] = {
     "val/logloss": pl.Float64,
     "test/auc": pl.Float64,
     "test/logloss": pl.Float64,
+    # the true click probability's metrics on a synthetic stand-in's test / valid split; null on real data
+    "oracle/auc": pl.Float64,
+    "oracle/logloss": pl.Float64,
+    "oracle_valid/auc": pl.Float64,
+    "oracle_valid/logloss": pl.Float64,
+    "planted_mechanism": pl.String,  # the stand-in's planted mechanism (e.g. "interactions"); null on real data
+    "monitor": pl.String,  # what early stopping and the best checkpoint watched, e.g. "val/auc"
+    "best_epoch": pl.Int64,  # the epoch of the selected (best) checkpoint
+    "stopped_early": pl.Boolean,  # early stopping fired before max_epochs
+    "max_epochs": pl.Int64,
     "scale": pl.String,  # not in metrics.json: the `scale` choice Hydra recorded (.hydra/hydra.yaml); null if none
 }
 
@@ -86,6 +96,11 @@ def _scale(job: Path) -> str | None:
     return ((hydra_cfg or {}).get("hydra", {}).get("runtime", {}).get("choices") or {}).get("scale")
 
 
+def _nested(metrics: dict, keys: tuple[str, ...]) -> dict[str, float | None]:
+    # {"oracle": {"auc": a}} -> {"oracle/auc": a}; an absent or null block gives nulls
+    return {f"{key}/{m}": (metrics.get(key) or {}).get(m) for key in keys for m in ("auc", "logloss")}
+
+
 def collect(run_dirs: Iterable[Path]) -> Collection:
     """Read every job of every run folder; completed runs become rows, the others are counted."""
     rows: list[dict] = []
@@ -108,6 +123,6 @@ def collect(run_dirs: Iterable[Path]) -> Collection:
                 continue
             # a run fills the paper row its experiment names (autoint_plus -> autoint; a sweep value), else its model's
             row = metrics.get("paper_row") or metrics.get("model")
-            rows.append({k: metrics.get(k) for k in SCHEMA} | {"model": row, "config": metrics.get("model"),
-                                                                "job": str(job), "scale": _scale(job)})
+            rows.append({k: metrics.get(k) for k in SCHEMA} | _nested(metrics, ("oracle", "oracle_valid"))
+                        | {"model": row, "config": metrics.get("model"), "job": str(job), "scale": _scale(job)})
     return Collection(pl.DataFrame(rows, schema=SCHEMA), tuple(skipped))

@@ -9,6 +9,8 @@ the paper's own claim about it is printed underneath, for the reader to compare.
   rate), y = validation AUC and log loss from each run's CSV log, averaged over runs.
 
 Written as ``<out>/<key>.png``, ``.csv`` (the plotted numbers) and ``.md`` (the claim, the data, the budget).
+On a synthetic stand-in the oracle (the true click probability's test AUC and log loss) is drawn as a dashed
+line and named in the .md, so the curve's distance from what the data allows is visible.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import polars as pl
 from matplotlib.figure import Figure  # the object API: no pyplot state, no display needed
 
 from ctrlab.report.collect import collect
+from ctrlab.report.paper import dataset_name
 from ctrlab.report.tables import HONESTY_NOTE
+from ctrlab.report.truth import Oracle, oracles
 from ctrlab.utils import write_text_atomic
 
 METRICS = (("auc", "AUC"), ("logloss", "LogLoss"))
@@ -54,7 +58,7 @@ def _curves(runs: pl.DataFrame) -> pl.DataFrame:
             .agg(pl.col("auc").mean(), pl.col("logloss").mean(), pl.len().alias("n")).sort("series", "step"))
 
 
-def _plot(spec: dict[str, Any], table: pl.DataFrame, path: Path) -> None:
+def _plot(spec: dict[str, Any], table: pl.DataFrame, path: Path, oracle: dict[str, Oracle]) -> None:
     fig = Figure(figsize=(9, 3.6))
     axes = fig.subplots(1, 2)
     for ax, (metric, name) in zip(axes, METRICS, strict=True):
@@ -71,6 +75,10 @@ def _plot(spec: dict[str, Any], table: pl.DataFrame, path: Path) -> None:
                 ax.set_xscale("log", base=2)
             ax.set_xticks(table["x"].to_list(), [f"{v:g}" for v in table["x"]])
             ax.set_xlabel(spec["x_label"])
+        for dataset, o in oracle.items():
+            ax.axhline(o.mean[metric], color="gray", linestyle="--", label=f"oracle ({dataset_name(dataset)})")
+        if oracle:
+            ax.legend(fontsize=7)
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
     fig.suptitle(f"{spec['label']} (ours): {spec['caption']}", fontsize=9)
@@ -85,10 +93,12 @@ def write_figure(spec: dict[str, Any], run_dirs: list[Path], out_dir: Path, scal
     collection = collect(run_dirs)
     runs = collection.runs.filter(pl.col("model").is_not_null())
     table = _curves(runs) if spec["kind"] == "curve" else _points(runs)
+    found = oracles(runs, sorted(set(runs["paper_dataset"].drop_nulls())), [m for m, _ in METRICS])
+    oracle = {d: o for d, o in found.items() if o is not None}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     key = spec["key"]
-    _plot(spec, table, out_dir / f"{key}.png")
+    _plot(spec, table, out_dir / f"{key}.png", oracle)
     write_text_atomic(out_dir / f"{key}.csv", table.write_csv())
     data = sorted(set(runs["data_description"].drop_nulls().to_list()))
     failed = sum(s.reason == "failed" for s in collection.skipped)
@@ -98,6 +108,9 @@ def write_figure(spec: dict[str, Any], run_dirs: list[Path], out_dir: Path, scal
              f"- **Runs**: {runs.height} completed ({', '.join(sorted(set(runs['config'].drop_nulls())))}), "
              f"{failed} failed; scale `{scale}`; seeds {', '.join(map(str, sorted(set(runs['seed'].drop_nulls()))))}.",
              f"- **Data**: {'; '.join(data) or 'no runs'}",
+             *(f"- **Oracle** (the stand-in's true click probability, {dataset_name(d)} test split; dashed): "
+               + ", ".join(f"{name} {o.mean[m]:.4f}" for m, name in METRICS)
+               + (f" — {o.disagreement()}" if not o.agree else "") for d, o in oracle.items()),
              f"- **Note**: {HONESTY_NOTE}", "", f"The plotted numbers are in `{key}.csv`."]
     md = out_dir / f"{key}.md"
     write_text_atomic(md, "\n".join(lines) + "\n")

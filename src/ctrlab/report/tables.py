@@ -7,31 +7,45 @@ Significance: in a table with the paper's own models (``proposed``), each of the
 best baseline row of the same dataset and metric (the best mean among the other rows) with a two-tailed Welch
 t-test over seeds; p below the paper's threshold (``paper_tables.yaml``: ``significance``) marks the cell
 ▲ (better) or ▼ (worse). Fewer than 2 seeds on either side: no test.
+
+On a synthetic stand-in each dataset's table also has an ``Oracle (true model)`` row and every row its gap to it;
+under each table, the plateau check and the table's planted-truth claims (``ctrlab.report.truth``).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
-from scipy import stats as sps
 
 from ctrlab.report.collect import Collection, SkippedJob, collect
 from ctrlab.report.paper import PaperTable, dataset_name, get_table, metric_name
+from ctrlab.report.truth import (
+    ClaimResult,
+    Oracle,
+    Plateau,
+    better_sign,
+    check_claim,
+    claims_alpha,
+    get_claims,
+    oracles,
+    plateau_line,
+    plateaus,
+    welch_p_value,
+)
 from ctrlab.utils import write_text_atomic
 
 SPLIT = "test"  # the papers print test-set numbers
 SELECT_ON = "val/auc"  # a hyper-parameter grid's point is chosen on the validation split, never on test
 RUN_METRICS = ("auc", "logloss")  # what a run measures that a paper table also prints
 FALLBACK_DECIMALS = 4
-CSV_COLUMNS = ("model", "name", "dataset", "metric", "ours_mean", "ours_std", "n", "paper", "diff", "status",
-               "best_baseline", "p_value", "significance", "data_description")
-LOWER_IS_BETTER = frozenset({"logloss"})
+CSV_COLUMNS = ("model", "name", "dataset", "metric", "ours_mean", "ours_std", "n", "paper", "diff", "oracle",
+               "gap_to_oracle", "status", "best_baseline", "p_value", "significance", "data_description")
+ORACLE_ROW = "Oracle (true model)"
 MARKS = {"better": "▲", "worse": "▼"}
 HONESTY_NOTE = ("our numbers come from the data and budget named above; on stand-in or subsampled data they "
                 "are not comparable to the paper's in absolute value.")
@@ -53,11 +67,17 @@ class Cell:
     best_baseline: str | None = None  # proposed rows: the row key they are tested against
     p_value: float | None = None  # proposed rows: Welch t-test against best_baseline; None when not tested
     significance: str = ""  # "better" | "worse" where p_value is below the paper's threshold
+    oracle: float | None = None  # the true click probability's value on this data column (stand-ins only)
 
     @property
     def diff(self) -> float | None:
         """Ours minus paper, where both exist."""
         return None if self.ours_mean is None or self.paper is None else self.ours_mean - self.paper
+
+    @property
+    def gap_to_oracle(self) -> float | None:
+        """Ours minus the oracle, where both exist: below 0 for AUC, above 0 for log loss."""
+        return None if self.ours_mean is None or self.oracle is None else self.ours_mean - self.oracle
 
 
 @dataclass(frozen=True)
@@ -79,6 +99,10 @@ class ResultTable:
     optimizers: dict[str, tuple[str, ...]]  # optimizer config -> the model configs run with it
     selected: dict[str, str]  # "model on dataset" -> its grid point chosen on SELECT_ON (+ grid size)
     best: dict[tuple[str, str], str]  # (dataset, metric) -> our best baseline row's name (tables with proposed rows)
+    oracles: dict[str, Oracle | None]  # dataset -> the stand-in's oracle; None on real data
+    planted: dict[str, str | None]  # dataset -> the stand-in's planted mechanism, as its runs record it
+    plateaus: dict[tuple[str, str], Plateau]  # (row key, dataset) -> how its runs ended
+    claims: dict[str, tuple[ClaimResult, ...]]  # dataset with an oracle -> the table's planted-truth claims there
 
 
 def _table_metrics(table: PaperTable) -> tuple[str, ...]:
@@ -110,6 +134,12 @@ def _data_per_dataset(runs: pl.DataFrame, datasets: Iterable[str]) -> dict[str, 
     return data
 
 
+def _planted(runs: pl.DataFrame, dataset: str) -> str | None:
+    # the stand-in's planted mechanism as the column's runs record it; None on real data
+    found = runs.filter(pl.col("paper_dataset") == dataset)["planted_mechanism"].drop_nulls().unique().sort()
+    return ", ".join(found.to_list()) or None
+
+
 def select_grid_points(runs: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, str]]:
     """Keep, per model x dataset, only the runs of the hyper-parameter grid point with the best mean ``SELECT_ON``
     over seeds (ties: the first point in sort order); runs outside a grid pass through. Returns the kept
@@ -132,20 +162,11 @@ def select_grid_points(runs: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, str]
     return pl.concat([runs.filter(pl.col("grid_point").is_null()), kept.select(runs.columns)]), selected
 
 
-def welch_p_value(ours: Sequence[float], baseline: Sequence[float]) -> float | None:
-    """Two-tailed p-value of Welch's unequal-variance t-test of two samples; None with fewer than 2 values on
-    either side, or when the test is undefined (neither sample varies)."""
-    if len(ours) < 2 or len(baseline) < 2:
-        return None
-    p = float(sps.ttest_ind(ours, baseline, equal_var=False).pvalue)
-    return None if math.isnan(p) else p
-
-
 def _mark_significance(table: PaperTable, cells: list[Cell], values: dict[tuple[str, str, str], list[float]]
                        ) -> tuple[list[Cell], dict[tuple[str, str], str]]:
     """Test each proposed row's cell against our best baseline of its dataset x metric (best mean among the
     rows not in ``table.proposed``); returns the cells with their test and, per (dataset, metric), that row."""
-    sign = {m: -1.0 if m in LOWER_IS_BETTER else 1.0 for m in {c.metric for c in cells}}  # +: higher is better
+    sign = {m: better_sign(m) for m in {c.metric for c in cells}}
     best: dict[tuple[str, str], Cell] = {}
     for c in cells:
         key = (c.dataset, c.metric)
@@ -214,6 +235,7 @@ def build_table(table: PaperTable, collection: Collection, configs_dir: Path, sc
     _check_duplicates(ours)
     ours, selected = select_grid_points(ours)
     data = _data_per_dataset(ours, table.datasets)
+    oracle = oracles(ours, table.datasets, metrics)
 
     stats = {
         (r["model"], r["paper_dataset"]): r
@@ -243,9 +265,14 @@ def build_table(table: PaperTable, collection: Collection, configs_dir: Path, sc
                 else:
                     status = "not run"
                 cells.append(Cell(model, row["name"], dataset, metric, s.get(f"{metric}:mean"),
-                                  s.get(f"{metric}:std"), n, table.value(row, dataset, metric), status))
+                                  s.get(f"{metric}:std"), n, table.value(row, dataset, metric), status,
+                                  oracle=oracle[dataset].mean[metric] if oracle[dataset] else None))
     values = {(m, d, metric): s[f"{metric}:values"] for (m, d), s in stats.items() for metric in metrics}
     cells, best = _mark_significance(table, cells, values)
+    names = {row_id(table, row): row["name"] for row in table.rows}
+    claims = get_claims(table)
+    checked = {d: tuple(check_claim(c, d, values, names, o, claims_alpha()) for c in claims)
+               for d, o in oracle.items() if o is not None}
 
     ignored = runs.filter(~in_table).group_by("model", "paper_dataset").len().sort("model", "paper_dataset")
     return ResultTable(
@@ -265,6 +292,10 @@ def build_table(table: PaperTable, collection: Collection, configs_dir: Path, sc
                     .group_by("optimizer").agg(pl.col("config")).sort("optimizer").rows()},
         selected=selected,
         best=best,
+        oracles=oracle,
+        planted={d: _planted(ours, d) for d in table.datasets},
+        plateaus=plateaus(ours),
+        claims=checked,
     )
 
 
@@ -302,7 +333,18 @@ def _cell_texts(result: ResultTable, cell: Cell, row: dict) -> list[str]:
         paper = _fmt(cell.paper, dec)
         paper = (f"**{paper}**" if bold else paper) + ("\\*" if starred else "")
     diff = "—" if cell.diff is None else _fmt(cell.diff, dec, sign=True)
-    return [ours, paper, diff]
+    if result.oracles[cell.dataset] is None:  # real data: no oracle column
+        return [ours, paper, diff]
+    gap = "—" if cell.gap_to_oracle is None else _fmt(cell.gap_to_oracle, dec, sign=True)
+    return [ours, paper, diff, gap]
+
+
+def _oracle_row(result: ResultTable, dataset: str, oracle: Oracle) -> list[str]:
+    texts = [ORACLE_ROW if oracle.agree else f"{ORACLE_ROW}, mean: runs disagree"]
+    for metric in result.metrics:
+        dec = result.table.decimals(dataset, metric) or FALLBACK_DECIMALS
+        texts += [_fmt(oracle.mean[metric], dec), "—", "—", "—"]
+    return texts
 
 
 def _significance_note(result: ResultTable) -> str:
@@ -345,7 +387,21 @@ def _header(result: ResultTable) -> list[str]:
     lines += [f"- **Budget**: {budget}.", "- **Data per paper column**:"]
     for dataset, used in result.data.items():
         desc = "no runs" if used is None else f"{used[1]} (`data={used[0]}`)"
+        if result.planted[dataset]:
+            desc += f"; planted mechanism `{result.planted[dataset]}`"
+        oracle = result.oracles[dataset]
+        if oracle is not None:
+            desc += "; oracle " + ", ".join(f"{metric_name(m)} {oracle.mean[m]:.6g}" for m in result.metrics)
+            if not oracle.agree:
+                desc += f" — {oracle.disagreement()}"
+        elif used is not None:
+            desc += "; no oracle (real data: its true click probability is unknown)"
         lines.append(f"  - {dataset_name(dataset)} column: {desc}")
+    if any(o is not None for o in result.oracles.values()):
+        lines.append(f"- **Oracle**: on a synthetic stand-in, the row `{ORACLE_ROW}` scores the data's true click "
+                     f"probability on the same {SPLIT} split: what a perfect model would score, the ceiling that "
+                     f"the data's noise leaves. `− oracle` columns = ours − oracle (AUC: how far below it; "
+                     f"LogLoss: how far above it). Real-data columns have no oracle.")
     if result.optimizers:
         lines.append("- **Optimizers**: " + "; ".join(f"`{opt}` for {', '.join(cfgs)}"
                                                     for opt, cfgs in result.optimizers.items()))
@@ -387,22 +443,58 @@ def render_markdown(result: ResultTable) -> str:
     """The table as markdown: header (budget, data, honesty note), one section per dataset, footer."""
     lines = _header(result)
     cells = {(c.model, c.dataset, c.metric): c for c in result.cells}
-    header = ["Model"]
-    for metric in result.metrics:
-        name = metric_name(metric)
-        header += [f"{name} ours", f"{name} paper", f"Δ {name}"]
     for dataset in result.table.datasets:
+        oracle = result.oracles[dataset]
         rows = []
         for row in result.table.rows:
             texts = [row["name"]]
             for metric in result.metrics:
                 texts += _cell_texts(result, cells[row_id(result.table, row), dataset, metric], row)
-            rows.append([t.replace("|", "\\|") for t in texts])
+            rows.append(texts)
+        if oracle is not None:
+            rows.append(_oracle_row(result, dataset, oracle))
+        header = ["Model"]
+        for metric in result.metrics:
+            name = metric_name(metric)
+            header += [f"{name} ours", f"{name} paper", f"Δ {name}"] + ([f"{name} − oracle"] if oracle else [])
+        rows = [[t.replace("|", "\\|") for t in texts] for texts in rows]
         lines += ["", f"## {dataset_name(dataset)}", "", *_md_table(header, rows)]
         best = [f"{metric_name(m)} {result.best[dataset, m]}" for m in result.metrics if (dataset, m) in result.best]
         if best:
             lines += ["", f"Best baseline (ours): {'; '.join(best)}."]
+        lines += _plateau_section(result, dataset) + _claims_section(result, dataset)
     return "\n".join([*lines, "", *_footer(result)]) + "\n"
+
+
+def _plateau_section(result: ResultTable, dataset: str) -> list[str]:
+    """One line per row with runs: did its monitor plateau before the budget ended?"""
+    checks = [(row["name"], result.plateaus[key]) for row in result.table.rows
+              if (key := (row_id(result.table, row), dataset)) in result.plateaus]
+    if not checks:
+        return []
+    lines = ["", "Plateau check (epochs run, min–max over the row's runs, of max_epochs; runs in which early "
+                 "stopping fired; the selected checkpoint's epoch and the monitor that chose it):", ""]
+    lines += [f"- {plateau_line(name, p)}" for name, p in checks]
+    unconverged = sum(p.maybe_unconverged for _, p in checks)
+    if unconverged:
+        lines += ["", f"{unconverged} of {len(checks)} rows never stopped early: possibly not converged, their "
+                      f"numbers are those of the budget, not of the model."]
+    return lines
+
+
+def _claims_section(result: ResultTable, dataset: str) -> list[str]:
+    """The table's planted-truth claims decided on this column; on real data, why there are none."""
+    claims = get_claims(result.table)
+    if not claims or result.data[dataset] is None:
+        return []
+    if dataset not in result.claims:
+        return ["", f"Planted-truth checks: none — the claims ({'; '.join(c.text for c in claims)}) are about a "
+                    f"synthetic stand-in's planted truth, and this column is real data, with no oracle."]
+    lines = ["", f"Planted-truth checks on this stand-in ({SPLIT} split; a side of several rows pools all their "
+                 f"runs; two-tailed Welch t-test over runs, significant at p < {claims_alpha():g}; `A < B`: yes "
+                 f"when B is significantly better, `A <= B`: yes unless B is significantly worse; the best row "
+                 f"is the best mean):", ""]
+    return lines + [f"- {r.line()}" for r in result.claims[dataset]]
 
 
 def render_csv(result: ResultTable) -> str:
@@ -413,7 +505,8 @@ def render_csv(result: ResultTable) -> str:
     for c in result.cells:
         used = result.data[c.dataset]
         writer.writerow([c.model, c.name, c.dataset, c.metric, c.ours_mean, c.ours_std, c.n, c.paper, c.diff,
-                         c.status, c.best_baseline, c.p_value, c.significance, used[1] if used else None])
+                         c.oracle, c.gap_to_oracle, c.status, c.best_baseline, c.p_value, c.significance,
+                         used[1] if used else None])
     return buf.getvalue()
 
 
