@@ -22,7 +22,7 @@ from tests.helpers import ROOT
 RUN = ["data=synthetic_ipinyou", "data.num_rows=20000", "data.batch_size=128", "model=deepfm", "model.mlp_hidden=[32]",
        "model.mlp_dropout=0.2", "trainer.max_epochs=3", "trainer.enable_progress_bar=false", "logger=csv",
        "callbacks.early_stopping.patience=10"]  # fmt: skip
-RESULTS = ("val/auc", "val/logloss", "test/auc", "test/logloss", "global_step", "epochs")
+RESULTS = ("val/auc", "val/logloss", "test/auc", "test/logloss", "global_step", "epochs", "best_epoch")
 
 
 def _cmd(folder: Path, cache: Path, *extra: str, base: list[str] = RUN) -> list[str]:

@@ -52,3 +52,25 @@ def test_every_model_and_data_config_passes_the_schema(tmp_path):
 def test_a_run_that_trains_zero_steps_fails(tmp_path):
     with pytest.raises(NoTrainingError, match="trained zero steps"):
         train(make_cfg(tmp_path, [*FAST, "trainer.limit_train_batches=0"]))
+
+
+@pytest.mark.parametrize(("monitor", "mode"), [("auc", "max"), ("logloss", "min"), ("auc_minus_logloss", "max")])
+def test_monitor_sets_what_early_stopping_and_the_best_checkpoint_watch(tmp_path, monitor, mode):
+    cfg = make_cfg(tmp_path, [*FAST, f"monitor={monitor}", "trainer.max_epochs=3"])
+    for callback in ("model_checkpoint", "early_stopping"):
+        assert cfg.callbacks[callback].monitor == f"val/{monitor}" and cfg.callbacks[callback].mode == mode
+    metrics = train(cfg)
+    assert metrics["monitor"] == f"val/{monitor}" and metrics["max_epochs"] == 3
+    assert metrics["best_epoch"] in range(3) and metrics["stopped_early"] in (True, False)
+    log = (tmp_path / "run" / "csv" / "metrics.csv").read_text().splitlines()
+    header = log[0].split(",")
+    epochs = [r.split(",") for r in log[1:] if r.split(",")[header.index("stage")] == "fit"
+              and r.split(",")[header.index(f"val/{monitor}")]]  # fmt: skip
+    scores = [float(r[header.index(f"val/{monitor}")]) for r in epochs]
+    best = (max if mode == "max" else min)(range(len(scores)), key=scores.__getitem__)
+    assert metrics["best_epoch"] == int(epochs[best][header.index("epoch")])
+
+
+def test_an_unknown_monitor_names_the_choices(tmp_path):
+    with pytest.raises(ConfigError, match="`monitor` = 'f1': Input should be 'auc', 'logloss' or 'auc_minus_logloss'"):
+        train(make_cfg(tmp_path, [*FAST, "monitor=f1"]))

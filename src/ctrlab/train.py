@@ -229,6 +229,7 @@ def _train(cfg: DictConfig, output_dir: Path, metrics: dict[str, Any], loggers: 
     if throughput is not None:
         metrics.update(train_time_s=throughput.train_time_s, samples_per_s=throughput.samples_per_s)
 
+    metrics.update(_selection(cfg, trainer))
     ckpt = "best" if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.best_model_path else None
     for logger in loggers:  # the scores below are the best checkpoint's, not one more epoch's
         if isinstance(logger, StagedCSVLogger):
@@ -247,7 +248,6 @@ def _train(cfg: DictConfig, output_dir: Path, metrics: dict[str, Any], loggers: 
             }
         )
     metrics["best_checkpoint"] = trainer.checkpoint_callback.best_model_path if ckpt else None
-    metrics.update(_selection(cfg, trainer))
     metrics["status"] = "completed"
     log.info("metrics: %s", {k: metrics[k] for k in metrics if "/" in k})
     return metrics

@@ -24,6 +24,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.trainer.states import TrainerFn
 
 
 class RandomState(pl.Callback):
@@ -52,11 +53,20 @@ class ResumableModelCheckpoint(ModelCheckpoint):
         self.best_epoch: int | None = None
         self.best_step: int | None = None
 
+    # Lightning saves from one of these two hooks, depending on when validation runs. The best epoch is noted
+    # before the save, so that the checkpoints written now (best and last) already carry it for a resume.
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        before = self.best_model_score
+        self._note_best(trainer)
         super().on_validation_end(trainer, pl_module)
-        after = self.best_model_score
-        if after is not None and (before is None or not torch.equal(before, after)):
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._note_best(trainer)
+        super().on_train_epoch_end(trainer, pl_module)
+
+    def _note_best(self, trainer: pl.Trainer) -> None:
+        current = trainer.callback_metrics.get(self.monitor) if self.monitor else None
+        fitting = trainer.state.fn == TrainerFn.FITTING  # not trainer.validate() on the best checkpoint
+        if fitting and current is not None and self.check_monitor_top_k(trainer, current):
             self.best_epoch, self.best_step = trainer.current_epoch, trainer.global_step
 
     def state_dict(self) -> dict[str, Any]:
