@@ -55,6 +55,11 @@ the 1-based line number and the field, unless ``on_bad_line: skip`` (dropped, co
 Vectorised with polars / numpy: files are read in blocks of lines, fields extracted with
 ``str.json_path_match``; sorting, grouping, negative sampling and the padded histories are array
 operations (``sequences.py``); ``{split}_bags.npy`` is written a chunk of rows at a time.
+
+The config: ``AmazonSource`` is a frozen dataclass whose fields are the keys of
+``configs/data/amazon_electronics.yaml`` with their types (checked by ``ctrlab.run_config`` before any work);
+``__post_init__`` checks their values; the cache key is the fields (``ctrlab.data.checks.recipe_key``), with
+``root`` replaced by the fingerprints of the two files.
 """
 
 from __future__ import annotations

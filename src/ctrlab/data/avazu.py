@@ -14,6 +14,10 @@ derived from ``hour``: ``day`` (the date ``YYMMDD``), ``hour_of_day`` (``HH``), 
 7 = Sunday). Every field is categorical: tokens seen fewer than ``min_count`` times in the train split (or
 never) are OOV. Nothing depends on the recipe name: each recipe is a config file that sets every key.
 
+The config: ``AvazuSource`` is a frozen dataclass whose fields are those keys with their types (checked by
+``ctrlab.run_config`` before any work); ``__post_init__`` checks their values; the cache key is the fields
+(``ctrlab.data.checks.recipe_key``) less ``chunk_rows``, with ``path`` replaced by the file's fingerprint.
+
 Recipes (``configs/data/avazu*.yaml``; ``recipe`` names the protocol in the cache key and the report)
 
 ``dynint`` (DynInt §4.1): "21 features in total ... all categorical", min_count 20, random 70/10/20.

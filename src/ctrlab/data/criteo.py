@@ -75,6 +75,11 @@ Within a field, kept values get ids 1..V in ascending order of the value (number
 fields, strings for C fields), so the output does not depend on ``chunk_rows``, which is therefore not part
 of the cache key.
 
+The config: ``CriteoSource`` is a frozen dataclass whose fields are the keys of ``configs/data/criteo*.yaml``
+with their types (checked by ``ctrlab.run_config`` before any work); ``__post_init__`` checks their values and
+how they combine; the cache key is the fields (``ctrlab.data.checks.recipe_key``) less ``chunk_rows``, with
+``path`` replaced by the fingerprints of the files read.
+
 Malformed lines (a column count other than 40, a label other than 0/1, an I-value that is not an
 integer, a NUL byte) stop the build with a ``ValueError`` naming the file, the 1-based line number and the
 column, unless ``on_bad_line: skip``: then they are dropped, counted (``extra["bad_lines_skipped"]``) and

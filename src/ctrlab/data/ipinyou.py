@@ -79,6 +79,11 @@ files' lines in order (``given_split``). So a line's split and its place in it d
 the number of lines and the line's number in the pooled files, never on which other lines are malformed:
 a skipped line leaves a gap, it moves no other line.
 
+The config: ``IPinYouSource`` is a frozen dataclass whose fields are the keys of ``configs/data/ipinyou*.yaml``
+with their types (checked by ``ctrlab.run_config`` before any work); ``__post_init__`` checks their values; the
+cache key is the fields (``ctrlab.data.checks.recipe_key``) less ``chunk_rows``, with ``root`` replaced by the
+fingerprints of the files read.
+
 Clicks are ~0.08% of rows. Nothing is down-sampled or re-weighted: the splits keep the natural click rate
 (logloss values like DynInt's 0.0056 depend on it). ``feature_map.extra["clicks"]`` counts each split's.
 

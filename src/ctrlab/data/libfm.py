@@ -44,7 +44,7 @@ warning on a mismatch):
     files are 4.16 MB and 2.08 MB of ~72-byte lines: ~57.7k and ~28.9k rows, 20% and 10% of 288,609), so
     ``split: given`` uses them as they are - the split the NFM/AFM/AFN numbers were scored on, and the
     only one a reported number can be compared with. ``split: random`` with ``ratios`` re-draws a seeded
-    split over the pooled rows instead.
+    split over the pooled lines instead.
 ``nfm`` (Frappe, NFM/AFN): the given splits.
 
 Releases with fewer files. ``split: given`` needs all three files. ``split: random`` pools whatever files
@@ -54,9 +54,20 @@ data.source.files.test=null``. A file that is named must exist (a typo is never 
 
 No paper of the chain (NFM, AFN, DPN) states a frequency threshold: ``min_count: 1`` keeps every index
 seen in train (an index seen only in valid/test is still OOV, as for every source). Within a field, kept
-indices get local ids 1..V in ascending order of the global index; V + 1 is OOV. The train rows are
-written in a seeded random order (``seed``), valid and test in file order. ``num_rows`` keeps a prefix of
-each file proportional to its size (smoke runs), so the given split keeps its proportions.
+indices get local ids 1..V in ascending order of the global index; V + 1 is OOV. ``num_rows`` keeps a
+prefix of each file proportional to its size (smoke runs), so the given split keeps its proportions.
+
+Splits are drawn over the lines of the files read (pooled in train, valid, test order) before any line is
+checked: ``random`` cuts a seeded permutation of all lines at ``ratios`` (``ctrlab.data.tabular.random_split``);
+``given`` permutes the train file's lines (``seed``; batches are cut from contiguous rows) and keeps the valid
+and test files' lines in file order (``given_split``). So a line's split and its place in it depend only on
+the seed, the number of lines and its line number, never on which other lines are malformed: a skipped line
+leaves a gap, it moves no other line (``split_lines``).
+
+The config: ``LibFMSource`` is a frozen dataclass whose fields are the keys of
+``configs/data/{movielens_tag,frappe}.yaml`` with their types (checked by ``ctrlab.run_config`` before any
+work); ``__post_init__`` checks their values; the cache key is the fields (``ctrlab.data.checks.recipe_key``),
+with ``root`` replaced by the fingerprints of the files read.
 
 The files are small (<= 2M rows): each is read whole and parsed with vectorised polars/numpy.
 """

@@ -47,6 +47,11 @@ line and the column, unless ``on_bad_line: skip``: then they are dropped (a rati
 was dropped goes too), counted in ``extra["bad_lines_skipped"]`` and the first few logged. ``num_rows``
 keeps the first N lines of ``ratings.dat`` (which is sorted by user: smoke runs only). Everything is read
 into memory (ratings.dat is 24 MB) and parsed with vectorised polars/numpy.
+
+The config: ``MovieLens1MSource`` is a frozen dataclass whose fields are the keys of
+``configs/data/movielens_1m.yaml`` with their types (checked by ``ctrlab.run_config`` before any work);
+``__post_init__`` checks their values; the cache key is the fields (``ctrlab.data.checks.recipe_key``), with
+``root`` replaced by the fingerprints of the three files.
 """
 
 from __future__ import annotations

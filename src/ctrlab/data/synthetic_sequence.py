@@ -25,6 +25,10 @@ logit on the test split (the ceiling) and ``extra["interaction_test_auc"]`` that
 interaction alone. Everything is a deterministic function of ``seed``. Split: random ``split`` of the
 rows. Encoding as the real recipes: a value counted fewer than ``min_count`` times in the train split (as a
 target or inside a train history) is OOV.
+
+The config: ``SyntheticSequenceSource`` is a frozen dataclass whose fields are the keys of
+``configs/data/synthetic_sequence.yaml`` with their types (checked by ``ctrlab.run_config`` before any work);
+``__post_init__`` checks their values; the cache key is every field (``ctrlab.data.checks.recipe_key``).
 """
 
 from __future__ import annotations
