@@ -347,7 +347,7 @@ def test_hydra_config_builds_the_source(tmp_path):
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=["data=amazon_electronics", f"data.source.root={tmp_path}"])
     src = instantiate(cfg.data.source)
-    assert isinstance(src, AmazonSource) and src.cfg["max_len"] == 100 and src.cfg["recipe"] == "din"
+    assert isinstance(src, AmazonSource) and src.max_len == 100 and src.recipe == "din"
     assert cfg.data.paper_dataset == "amazon_electronics"
 
 

@@ -248,8 +248,8 @@ def compose_source(name: str, path: Path, *overrides: str) -> AvazuSource:
 def test_recipe_configs_build_the_source(tmp_path, name):
     recipe, num_fields, min_count, split = RECIPE_CONFIGS[name]
     src = compose_source(name, tmp_path / "x", "data.num_rows=100")
-    assert isinstance(src, AvazuSource) and src.cfg["recipe"] == recipe and src.cfg["num_rows"] == 100
-    assert src.cfg["min_count"] == min_count and src.cfg["split"] == split
+    assert isinstance(src, AvazuSource) and src.recipe == recipe and src.num_rows == 100
+    assert src.min_count == min_count and src.split == split
     assert len(src.fields()) == num_fields
 
 

@@ -373,9 +373,9 @@ def test_hydra_configs_build_the_source(tmp_path):
         ]:
             cfg = compose("train", overrides=[f"data={name}", "data.num_rows=100", f"data.source.path={tmp_path}/x"])
             src = instantiate(cfg.data.source)
-            assert isinstance(src, CriteoSource) and src.cfg["recipe"] == recipe and src.cfg["split"] == split
-            assert src.cfg["num_rows"] == 100 and src.cfg["min_count"] == 20
-            assert src.cfg["numeric_transform"] == {"criteo": "log1p_square", "criteo_optinter": None}[name]
+            assert isinstance(src, CriteoSource) and src.recipe == recipe and src.split == split
+            assert src.num_rows == 100 and src.min_count == 20
+            assert src.numeric_transform == {"criteo": "log1p_square", "criteo_optinter": None}[name]
 
 
 def test_write_criteo_like_has_the_quirks(tmp_path):
@@ -527,14 +527,12 @@ def test_aim_and_dpn_configs(tmp_path):
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         aim = instantiate(compose("train", overrides=["data=criteo_aim", f"data.source.path={tmp_path}"]).data.source)
         dpn = instantiate(compose("train", overrides=["data=criteo_dpn", f"data.source.path={tmp_path}/x"]).data.source)
-    assert (
-        aim.cfg["recipe"] == "aim" and aim.cfg["train_days"] == [6, 7, 8, 9, 10, 11, 12] and aim.cfg["test_day"] == 13
-    )
-    assert aim.cfg["numeric_transform"] == "equal_frequency" and aim.cfg["negative_downsampling"] == "balance"
-    assert aim.cfg["min_count"] == 20 and aim.cfg["split"] == [0.8, 0.2] and aim.by_day  # tmp_path is a folder
-    assert dpn.cfg["recipe"] == "dpn" and dpn.cfg["split"] == [0.7, 0.2, 0.1] and dpn.cfg["min_count"] == 10
-    assert dpn.cfg["numeric_transform"] == "log_squared"  # AutoInt's, not dynint's default
-    assert "train_days" not in dpn.cfg  # the recipes without days keep their old cache keys
+    assert aim.recipe == "aim" and aim.train_days == [6, 7, 8, 9, 10, 11, 12] and aim.test_day == 13
+    assert aim.numeric_transform == "equal_frequency" and aim.negative_downsampling == "balance"
+    assert aim.min_count == 20 and aim.split == [0.8, 0.2] and aim.by_day  # tmp_path is a folder
+    assert dpn.recipe == "dpn" and dpn.split == [0.7, 0.2, 0.1] and dpn.min_count == 10
+    assert dpn.numeric_transform == "log_squared"  # AutoInt's, not dynint's default
+    assert dpn.train_days is None and dpn.test_day is None and dpn.negative_downsampling is None  # aim's keys
 
 
 # --------------------------------------------------------------------------------------------- real sample

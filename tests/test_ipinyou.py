@@ -535,9 +535,9 @@ def test_hydra_configs_build_the_source(tmp_path, monkeypatch):
         ]:
             cfg = compose("train", overrides=[f"data={name}", "data.num_rows=100", f"data.source.root={tmp_path}"])
             src = instantiate(cfg.data.source)
-            assert isinstance(src, IPinYouSource) and src.cfg["recipe"] == recipe and src.cfg["split"] == split
-            assert src.cfg["num_rows"] == 100 and src.cfg["min_count"] == min_count
-            assert src.cfg["format"] == "raw" and cfg.data.paper_dataset == "ipinyou"
+            assert isinstance(src, IPinYouSource) and src.recipe == recipe and src.split == split
+            assert src.num_rows == 100 and src.min_count == min_count
+            assert src.format == "raw" and cfg.data.paper_dataset == "ipinyou"
 
 
 # --------------------------------------------------------------------------------------------- real sample

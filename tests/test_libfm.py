@@ -193,6 +193,38 @@ def test_random_split_reads_a_release_of_fewer_files(tmp_path):
             np.testing.assert_array_equal(got[s].labels, expected[s].labels, err_msg=f"{root.name} {s}")
 
 
+def _numbered_rows(n: int) -> list[str]:
+    """Line i: user i % 5, movie 10 + i % 8 (the pair names the line, for i < 40), tag 20."""
+    return [row("1" if i % 3 else "-1", i % 5, 10 + i % 8, 20) for i in range(n)]
+
+
+def _line_numbers(splits: dict) -> dict[str, list[int]]:
+    """Each split's rows as line numbers (min_count 1: user u has id u + 1, movie 10 + m has id m + 1)."""
+    line = {(i % 5 + 1, i % 8 + 1): i for i in range(40)}
+    return {s: [line[a, b] for a, b in splits[s].ids[:, :2].tolist()] for s in SPLITS}
+
+
+@pytest.mark.parametrize("split", ["random", "given"])
+def test_a_skipped_line_moves_no_other_line(tmp_path, split):
+    """A line's split, and its place among the split's rows, depend only on the seed, the number of lines and
+    its line number in the pooled files (train, valid, test): replacing line k by a malformed one
+    (on_bad_line=skip) gives every split of the all-good files less line k. The former reader drew the split
+    (or, for given, the train order) over the good lines only, so one bad line reshuffled every split."""
+    rows = _numbered_rows(40)
+    how = dict(split=split, ratios=[0.6, 0.2, 0.2], seed=3)
+    expected = _line_numbers(build(source(write(tmp_path / "good", rows[:24], rows[24:32], rows[32:]), **how),
+                                   tmp_path / "c")[1])  # fmt: skip
+    assert sorted(sum(expected.values(), [])) == list(range(40))
+    if split == "given":
+        assert expected["valid"] == list(range(24, 32)) and expected["test"] == list(range(32, 40))
+    for k in (5, 26, 35):  # a line of the train, the valid and the test file
+        bad = [row("2", 0, 10, 20) if i == k else r for i, r in enumerate(rows)]
+        root = write(tmp_path / f"bad{k}", bad[:24], bad[24:32], bad[32:])
+        fm, splits = build(source(root, on_bad_line="skip", **how), tmp_path / "c")
+        assert fm.extra["bad_lines_skipped"] == 1
+        assert _line_numbers(splits) == {s: [i for i in lines if i != k] for s, lines in expected.items()}
+
+
 def test_fewer_files_name_what_is_missing(tmp_path):
     root = write(tmp_path / "d", TRAIN, VALID, TEST)
     with pytest.raises(ValueError, match=r"split = 'given' needs a train, a valid and a test file, but "
@@ -262,8 +294,8 @@ def test_hydra_configs_build_the_sources(tmp_path):
         ]:
             cfg = compose("train", overrides=[f"data={name}", f"data.source.root={tmp_path}", "data.num_rows=100"])
             src = instantiate(cfg.data.source)
-            assert isinstance(src, LibFMSource) and src.cfg["recipe"] == recipe and src.cfg["split"] == "given"
-            assert len(src.fields) == num_fields and src.cfg["num_rows"] == 100 and src.cfg["min_count"] == 1
+            assert isinstance(src, LibFMSource) and src.recipe == recipe and src.split == "given"
+            assert len(src.fields) == num_fields and src.num_rows == 100 and src.min_count == 1
             assert src.paths["valid"] == tmp_path / f"{prefix}.validation.libfm"
             assert cfg.data.paper_dataset == name
         fewer = ["data.source.split=random", "data.source.files.train=all.libfm", "data.source.files.valid=null",

@@ -261,9 +261,9 @@ def test_hydra_config_builds_the_source(tmp_path):
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=["data=movielens_1m", f"data.source.root={tmp_path}", "data.num_rows=100"])
     src = instantiate(cfg.data.source)
-    assert isinstance(src, MovieLens1MSource) and src.cfg["recipe"] == "autoint"
+    assert isinstance(src, MovieLens1MSource) and src.recipe == "autoint"
     assert src.fields == ["UserID", "MovieID", "Gender", "Age", "Occupation", "Zipcode", "Timestamp", "Genres"]
-    assert src.cfg["split"] == [0.8, 0.1, 0.1] and src.cfg["min_count"] == 1 and src.cfg["num_rows"] == 100
+    assert src.split == [0.8, 0.1, 0.1] and src.min_count == 1 and src.num_rows == 100
     assert cfg.data.batch_size == 1024 and cfg.data.paper_dataset == "movielens_1m"
 
 

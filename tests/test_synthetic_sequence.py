@@ -145,7 +145,7 @@ def test_hydra_config_builds_the_source(tmp_path):
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=["data=synthetic_sequence", "data.num_rows=2000"])
     src = instantiate(cfg.data.source)
-    assert isinstance(src, SyntheticSequenceSource) and src.cfg["num_rows"] == 2000
+    assert isinstance(src, SyntheticSequenceSource) and src.num_rows == 2000
     fm, _ = build(src, tmp_path / "c")
     assert fm.num_fields == 5 and sum(fm.split_sizes.values()) == 2000
 

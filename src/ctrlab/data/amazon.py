@@ -55,6 +55,11 @@ the 1-based line number and the field, unless ``on_bad_line: skip`` (dropped, co
 Vectorised with polars / numpy: files are read in blocks of lines, fields extracted with
 ``str.json_path_match``; sorting, grouping, negative sampling and the padded histories are array
 operations (``sequences.py``); ``{split}_bags.npy`` is written a chunk of rows at a time.
+
+The config: ``AmazonSource`` is a frozen dataclass whose fields are the keys of
+``configs/data/amazon_electronics.yaml`` with their types (checked by ``ctrlab.run_config`` before any work);
+``__post_init__`` checks their values; the cache key is the fields (``ctrlab.data.checks.recipe_key``), with
+``root`` replaced by the fingerprints of the two files.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ import ast
 import gzip
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +76,7 @@ import numpy as np
 import polars as pl
 
 from ctrlab.data.cache import file_fingerprint
-from ctrlab.data.checks import ON_BAD_LINE, REPORT_BAD, check_choice
+from ctrlab.data.checks import NOT_IN_KEY, ON_BAD_LINE, REPORT_BAD, check_choice, check_path, check_positive, recipe_key
 from ctrlab.data.schema import SPLITS, FeatureMap
 from ctrlab.data.sequences import din_fields, train_vocab, window_coverage, write_bags
 
@@ -294,71 +300,54 @@ def sample_negatives(users: np.ndarray, reviewed: np.ndarray, num_items: int, rn
 # --------------------------------------------------------------------------------------------- source
 
 
+@dataclass(frozen=True)
 class AmazonSource:
-    """Amazon reviews + meta with DIN's recipe; see the module docstring. Arguments come from
+    """Amazon reviews + meta with DIN's recipe; see the module docstring. The fields are the keys of
     ``configs/data/amazon_electronics.yaml``."""
 
-    def __init__(
-        self,
-        name: str,
-        root: str,
-        reviews_file: str,
-        meta_file: str,
-        recipe: str,
-        max_len: int,
-        min_history: int,
-        valid_user_fraction: float,
-        min_count: int,
-        num_rows: int | None,
-        on_bad_line: str,
-        seed: int,
-    ) -> None:
-        if recipe not in RECIPES:
-            raise ValueError(f"data.source.recipe = {recipe!r} is not one of {list(RECIPES)}")
-        check_choice("on_bad_line", on_bad_line, ON_BAD_LINE)
-        if max_len < 1:
-            raise ValueError(f"data.source.max_len = {max_len} must be positive")
-        if min_history < 0:
-            raise ValueError(f"data.source.min_history = {min_history} must be >= 0")
-        if not 0.0 <= valid_user_fraction <= 1.0:
-            raise ValueError(f"data.source.valid_user_fraction = {valid_user_fraction} must lie in [0, 1]")
-        if num_rows is not None and num_rows < 1:
-            raise ValueError(f"data.source.num_rows = {num_rows} must be null (all lines) or positive")
-        if str(root) in ("", "???"):
-            raise ValueError("data.source.root is not set: AMAZON=/folder/with/the/files or data.source.root=...")
-        self.name = name
-        self.root = Path(root)
-        self.cfg: dict[str, Any] = {
-            "recipe": recipe,
-            "reviews_file": reviews_file,
-            "meta_file": meta_file,
-            "max_len": int(max_len),
-            "min_history": int(min_history),
-            "valid_user_fraction": float(valid_user_fraction),
-            "min_count": int(min_count),
-            "num_rows": None if num_rows is None else int(num_rows),
-            "on_bad_line": on_bad_line,
-            "seed": int(seed),
-        }
+    name: str
+    root: str = field(metadata=NOT_IN_KEY)  # in the cache key by its files' fingerprints
+    reviews_file: str
+    meta_file: str
+    recipe: str
+    max_len: int
+    min_history: int
+    valid_user_fraction: float
+    min_count: int
+    num_rows: int | None
+    on_bad_line: str
+    seed: int
+
+    def __post_init__(self) -> None:
+        check_choice("recipe", self.recipe, RECIPES)
+        check_choice("on_bad_line", self.on_bad_line, ON_BAD_LINE)
+        check_positive("max_len", self.max_len)
+        if self.min_history < 0:
+            raise ValueError(f"data.source.min_history = {self.min_history} must be >= 0")
+        if not 0.0 <= self.valid_user_fraction <= 1.0:
+            raise ValueError(f"data.source.valid_user_fraction = {self.valid_user_fraction} must lie in [0, 1]")
+        check_positive("num_rows", self.num_rows, nullable=True)
+        check_path("root", self.root, "AMAZON=/folder/with/the/files or data.source.root=...")
 
     def files(self) -> tuple[Path, Path]:
-        return resolve_file(self.root, self.cfg["reviews_file"]), resolve_file(self.root, self.cfg["meta_file"])
+        """The reviews and meta files in ``root`` (each plain or ``.gz``)."""
+        root = Path(self.root)
+        return resolve_file(root, self.reviews_file), resolve_file(root, self.meta_file)
 
     def cache_key(self) -> dict[str, Any]:
         reviews, meta = self.files()
         return {
             "source": "amazon",
             "recipe_version": RECIPE_VERSION,
-            **self.cfg,
+            **recipe_key(self),
             "reviews": file_fingerprint(reviews),
             "meta": file_fingerprint(meta),
         }
 
     def build(self, out_dir: Path) -> FeatureMap:
-        c = self.cfg
         reviews_path, meta_path = self.files()
-        bad_reviews, bad_meta = BadLines(c["on_bad_line"]), BadLines(c["on_bad_line"])
-        reviews, n_lines = read_reviews(reviews_path, c["num_rows"], bad_reviews)
+        bad_reviews, bad_meta = BadLines(self.on_bad_line), BadLines(self.on_bad_line)
+        reviews, n_lines = read_reviews(reviews_path, self.num_rows, bad_reviews)
         if reviews.is_empty():
             raise ValueError(f"{reviews_path}: no reviews to read")
         items = reviews["item"].unique().sort()  # raw item index = rank of the asin (DIN's remap)
@@ -396,23 +385,23 @@ class AmazonSource:
         last = np.repeat(counts, counts) - 1
 
         # targets and splits
-        rng = np.random.default_rng([c["seed"], 0])
-        valid_users = rng.random(num_users) < c["valid_user_fraction"]
-        target = np.flatnonzero(pos >= c["min_history"])  # [T] indices into the flat array
+        rng = np.random.default_rng([self.seed, 0])
+        valid_users = rng.random(num_users) < self.valid_user_fraction
+        target = np.flatnonzero(pos >= self.min_history)  # [T] indices into the flat array
         split_of = np.zeros(len(target), dtype=np.int8)  # 0 train, 1 valid, 2 test
         split_of[pos[target] == last[target]] = 2
         split_of[(pos[target] == last[target] - 1) & valid_users[u[target]]] = 1
         if len(target) == 0:
-            raise ValueError(f"{reviews_path}: no review has {c['min_history']} earlier reviews of its user")
+            raise ValueError(f"{reviews_path}: no review has {self.min_history} earlier reviews of its user")
 
         # negatives: one per target, never an item of the user
         reviewed = np.unique(u * num_items + it)
         if (np.bincount(reviewed // num_items, minlength=num_users) == num_items).any():
             raise ValueError(f"{reviews_path}: a user reviewed every item; there is no negative to sample")
-        neg = sample_negatives(u[target], reviewed, num_items, np.random.default_rng([c["seed"], 1]))
+        neg = sample_negatives(u[target], reviewed, num_items, np.random.default_rng([self.seed, 1]))
 
         # history windows of the flat array: the max_len most recent earlier reviews
-        length = np.minimum(pos[target], c["max_len"])
+        length = np.minimum(pos[target], self.max_len)
         lo = target - length
 
         # vocabularies from the train split (targets of both rows + history occurrences)
@@ -431,13 +420,13 @@ class AmazonSource:
         )
         unknown = np.zeros(num_cats + 1, dtype=bool)
         unknown[num_cats] = True
-        user_lut, user_vocab = train_vocab(user_counts, c["min_count"])
-        item_lut, item_vocab = train_vocab(item_counts, c["min_count"])
-        cat_lut, cat_vocab = train_vocab(cat_counts, c["min_count"], forced_oov=unknown)
+        user_lut, user_vocab = train_vocab(user_counts, self.min_count)
+        item_lut, item_vocab = train_vocab(item_counts, self.min_count)
+        cat_lut, cat_vocab = train_vocab(cat_counts, self.min_count, forced_oov=unknown)
         flat_item, flat_cat = item_lut[it], cat_lut[cat_of_item[it]]  # [M] local ids, all >= 1
 
         # rows: two per target (the review, label 1; its negative, label 0), in a seeded random order
-        shuffle = np.random.default_rng([c["seed"], 2])
+        shuffle = np.random.default_rng([self.seed, 2])
         sizes = {}
         for s, split in enumerate(SPLITS):
             ex = np.flatnonzero(split_of == s)
@@ -447,19 +436,19 @@ class AmazonSource:
             ids = np.stack([user_lut[u[target[e]]], item_lut[item], cat_lut[cat_of_item[item]]], axis=1)
             np.save(out_dir / f"{split}_ids.npy", ids.astype(np.int32))
             np.save(out_dir / f"{split}_labels.npy", positive.astype(np.float32))
-            write_bags(out_dir / f"{split}_bags.npy", [flat_item, flat_cat], lo[e], length[e], c["max_len"])
+            write_bags(out_dir / f"{split}_bags.npy", [flat_item, flat_cat], lo[e], length[e], self.max_len)
             sizes[split] = len(rows)
 
-        fields = din_fields(user_vocab, item_vocab, cat_vocab, c["max_len"])
-        which = f"first {n_lines:,} lines" if c["num_rows"] is not None else f"{m:,} reviews"
+        fields = din_fields(user_vocab, item_vocab, cat_vocab, self.max_len)
+        which = f"first {n_lines:,} lines" if self.num_rows is not None else f"{m:,} reviews"
         return FeatureMap(
             dataset=self.name,
             fields=fields,
             split_sizes=sizes,
             description=f"Amazon {reviews_path.name} ({which}; {num_users:,} users, {num_items:,} items, "
-            f"{num_cats:,} categories), {c['recipe']} recipe, histories <= {c['max_len']}",
+            f"{num_cats:,} categories), {self.recipe} recipe, histories <= {self.max_len}",
             extra={
-                "recipe": c["recipe"],
+                "recipe": self.recipe,
                 "users": num_users,
                 "items": num_items,
                 "categories": num_cats,
@@ -468,7 +457,7 @@ class AmazonSource:
                 "meta_lines_parsed_as_python_literal": n_literal,
                 "items_without_category": int((cat_of_item == num_cats).sum()),
                 "targets": {split: int((split_of == s).sum()) for s, split in enumerate(SPLITS)},
-                "histories_truncated": int((pos[target] > c["max_len"]).sum()),
+                "histories_truncated": int((pos[target] > self.max_len).sum()),
                 "bad_lines_skipped": {"reviews": bad_reviews.count, "meta": bad_meta.count},
                 "bad_line_examples": bad_reviews.examples + bad_meta.examples,
                 "din_full_data": DIN_ELECTRONICS,

@@ -14,6 +14,10 @@ derived from ``hour``: ``day`` (the date ``YYMMDD``), ``hour_of_day`` (``HH``), 
 7 = Sunday). Every field is categorical: tokens seen fewer than ``min_count`` times in the train split (or
 never) are OOV. Nothing depends on the recipe name: each recipe is a config file that sets every key.
 
+The config: ``AvazuSource`` is a frozen dataclass whose fields are those keys with their types (checked by
+``ctrlab.run_config`` before any work); ``__post_init__`` checks their values; the cache key is the fields
+(``ctrlab.data.checks.recipe_key``) less ``chunk_rows``, with ``path`` replaced by the file's fingerprint.
+
 Recipes (``configs/data/avazu*.yaml``; ``recipe`` names the protocol in the cache key and the report)
 
 ``dynint`` (DynInt §4.1): "21 features in total ... all categorical", min_count 20, random 70/10/20.
@@ -51,6 +55,7 @@ line for the split).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +63,7 @@ import polars as pl
 
 from ctrlab.data import tabular
 from ctrlab.data.cache import file_fingerprint
-from ctrlab.data.checks import ON_BAD_LINE, check_choice, check_positive
+from ctrlab.data.checks import NOT_IN_KEY, ON_BAD_LINE, check_choice, check_path, check_positive, recipe_key
 from ctrlab.data.schema import FeatureMap
 from ctrlab.data.tabular import Categorical, FieldSpec, ParsedChunk
 
@@ -141,102 +146,96 @@ def has_header(path: Path) -> bool:
 # --------------------------------------------------------------------------------------------- source
 
 
+@dataclass(frozen=True)
 class AvazuSource:
     """The Avazu Kaggle ``train.csv`` with one recipe's settings; see the module docstring.
 
-    All arguments come from ``configs/data/avazu*.yaml``. ``split`` is ``[train, valid, test]`` (with
+    The fields are the keys of ``configs/data/avazu*.yaml``. ``split`` is ``[train, valid, test]`` (with
     ``valid_fraction_of_train: null``) or ``[train_and_valid, test]`` (with ``0 < valid_fraction_of_train <
     1``). ``chunk_rows`` bounds memory and does not change the output.
     """
 
-    def __init__(
-        self,
-        name: str,
-        path: str,
-        recipe: str,
-        num_rows: int | None,
-        raw_hour: bool,
-        time_fields: Sequence[str],
-        min_count: int,
-        split: Sequence[float],
-        valid_fraction_of_train: float | None,
-        on_bad_line: str,
-        chunk_rows: int,
-        seed: int,
-    ) -> None:
-        check_choice("recipe", recipe, RECIPES)
-        check_choice("on_bad_line", on_bad_line, ON_BAD_LINE)
-        for t in time_fields:
+    name: str
+    path: str = field(metadata=NOT_IN_KEY)  # in the cache key by its file's fingerprint
+    recipe: str
+    num_rows: int | None
+    raw_hour: bool
+    time_fields: Sequence[str]
+    min_count: int
+    split: Sequence[float]
+    valid_fraction_of_train: float | None
+    on_bad_line: str
+    chunk_rows: int = field(metadata=NOT_IN_KEY)
+    seed: int
+
+    def __post_init__(self) -> None:
+        check_choice("recipe", self.recipe, RECIPES)
+        check_choice("on_bad_line", self.on_bad_line, ON_BAD_LINE)
+        for t in self.time_fields:
             check_choice("time_fields[]", t, TIME_FIELDS)
-        if len(set(time_fields)) != len(time_fields):
-            raise ValueError(f"data.source.time_fields = {list(time_fields)} repeats a field")
-        if not isinstance(raw_hour, bool):
-            raise ValueError(f"data.source.raw_hour = {raw_hour!r} must be true or false")
-        split = tabular.check_split(split, valid_fraction_of_train, " (see configs/data/avazu*.yaml)")
-        check_positive("min_count", min_count)
-        check_positive("num_rows", num_rows, nullable=True)
-        check_positive("chunk_rows", chunk_rows)
-        if str(path) in ("", "???"):
-            raise ValueError("data.source.path is not set: AVAZU=/path/to/train.csv or data.source.path=...")
-        self.name = name
-        self.path = Path(path)
-        self.cfg: dict[str, Any] = {
-            "recipe": recipe,
-            "num_rows": None if num_rows is None else int(num_rows),
-            "raw_hour": raw_hour,
-            "time_fields": list(time_fields),
-            "min_count": int(min_count),
-            "split": split,
-            "valid_fraction_of_train": valid_fraction_of_train,
-            "on_bad_line": on_bad_line,
-            "seed": int(seed),
-        }
-        self.chunk_rows = int(chunk_rows)
+        if len(set(self.time_fields)) != len(self.time_fields):
+            raise ValueError(f"data.source.time_fields = {list(self.time_fields)} repeats a field")
+        if not isinstance(self.raw_hour, bool):
+            raise ValueError(f"data.source.raw_hour = {self.raw_hour!r} must be true or false")
+        tabular.check_split(self.split, self.valid_fraction_of_train, " (see configs/data/avazu*.yaml)")
+        check_positive("min_count", self.min_count)
+        check_positive("num_rows", self.num_rows, nullable=True)
+        check_positive("chunk_rows", self.chunk_rows)
+        check_path("path", self.path, "AVAZU=/path/to/train.csv or data.source.path=...")
+
+    @property
+    def raw_path(self) -> Path:
+        """``path``, the raw ``train.csv``."""
+        return Path(self.path)
 
     def cache_key(self) -> dict[str, Any]:
-        if not self.path.is_file():
+        if not self.raw_path.is_file():
             raise FileNotFoundError(
-                f"data.source.path = {str(self.path)!r} is not a file: point AVAZU=... or "
+                f"data.source.path = {str(self.raw_path)!r} is not a file: point AVAZU=... or "
                 "data.source.path=... at the Avazu Kaggle train.csv"
             )
-        return {"source": "avazu", "recipe_version": RECIPE_VERSION, **self.cfg, "file": file_fingerprint(self.path)}
+        return {
+            "source": "avazu",
+            "recipe_version": RECIPE_VERSION,
+            **recipe_key(self),
+            "file": file_fingerprint(self.raw_path),
+        }
 
     def fields(self) -> list[FieldSpec]:
         """[hour] + the 21 categorical columns + the time fields, all categorical."""
-        categorical = Categorical(self.cfg["min_count"])
-        tokens = {c: pl.col(c) for c in (["hour"] if self.cfg["raw_hour"] else []) + CATEGORICAL}
-        tokens |= {t: _TIME_TOKENS[t] for t in self.cfg["time_fields"]}
+        categorical = Categorical(self.min_count)
+        tokens = {c: pl.col(c) for c in (["hour"] if self.raw_hour else []) + CATEGORICAL}
+        tokens |= {t: _TIME_TOKENS[t] for t in self.time_fields}
         return [FieldSpec(name, token, categorical) for name, token in tokens.items()]
 
     def build(self, out_dir: Path) -> FeatureMap:
         """Write ``{split}_ids.npy`` int32 [N, F] and ``{split}_labels.npy`` float32 [N] into ``out_dir``;
         return the feature map."""
-        c = self.cfg
-        file = tabular.open_text(self.path, header=has_header(self.path), max_lines=c["num_rows"])  # pass 1
+        file = tabular.open_text(self.raw_path, header=has_header(self.raw_path), max_lines=self.num_rows)  # pass 1
         built = tabular.build(
             tabular.Pipeline(
-                where=str(self.path),
+                where=str(self.raw_path),
                 files=[file],
                 parse=parse_chunk,
                 explain=explain_bad_line,
                 fields=self.fields(),
-                split=tabular.random_split(file.lines, c["split"], c["valid_fraction_of_train"], c["seed"]),
-                on_bad_line=c["on_bad_line"],
+                split=tabular.random_split(file.lines, self.split, self.valid_fraction_of_train, self.seed),
+                on_bad_line=self.on_bad_line,
                 chunk_rows=self.chunk_rows,
             ),
             out_dir,
         )
         n = built.lines_read
-        which = f"first {n:,} rows" if c["num_rows"] is not None else f"all {n:,} rows"
+        which = f"first {n:,} rows" if self.num_rows is not None else f"all {n:,} rows"
         skipped = f", {built.bad_lines_skipped:,} malformed lines skipped" if built.bad_lines_skipped else ""
         return FeatureMap(
             dataset=self.name,
             fields=built.fields,
             split_sizes=built.split_sizes,
             has_values=built.has_values,
-            description=f"Avazu {self.path.name} ({which}), {c['recipe']} recipe{skipped}",
+            description=f"Avazu {self.raw_path.name} ({which}), {self.recipe} recipe{skipped}",
             extra={
-                "recipe": c["recipe"],
+                "recipe": self.recipe,
                 "header": file.header,
                 "lines_read": n,
                 "bad_lines_skipped": built.bad_lines_skipped,

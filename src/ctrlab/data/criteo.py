@@ -75,6 +75,11 @@ Within a field, kept values get ids 1..V in ascending order of the value (number
 fields, strings for C fields), so the output does not depend on ``chunk_rows``, which is therefore not part
 of the cache key.
 
+The config: ``CriteoSource`` is a frozen dataclass whose fields are the keys of ``configs/data/criteo*.yaml``
+with their types (checked by ``ctrlab.run_config`` before any work); ``__post_init__`` checks their values and
+how they combine; the cache key is the fields (``ctrlab.data.checks.recipe_key``) less ``chunk_rows``, with
+``path`` replaced by the fingerprints of the files read.
+
 Malformed lines (a column count other than 40, a label other than 0/1, an I-value that is not an
 integer, a NUL byte) stop the build with a ``ValueError`` naming the file, the 1-based line number and the
 column, unless ``on_bad_line: skip``: then they are dropped, counted (``extra["bad_lines_skipped"]``) and
@@ -91,6 +96,7 @@ GB for the ~1.5e9 lines of days 6-13 of the 1TB logs, down-sampled or not).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +105,7 @@ import polars as pl
 
 from ctrlab.data import tabular
 from ctrlab.data.cache import file_fingerprint
-from ctrlab.data.checks import ON_BAD_LINE, check_choice, check_positive
+from ctrlab.data.checks import NOT_IN_KEY, ON_BAD_LINE, check_choice, check_path, check_positive, recipe_key
 from ctrlab.data.schema import FeatureMap
 from ctrlab.data.tabular import Categorical, EqualFrequency, FieldSpec, MinMax, ParsedChunk, TextFile
 
@@ -198,11 +204,12 @@ def day_split(train: list[TextFile], test: TextFile, valid_fraction: float, seed
 # --------------------------------------------------------------------------------------------- source
 
 
+@dataclass(frozen=True)
 class CriteoSource:
     """Criteo (the Kaggle ``train.txt``, or the 1TB logs' day files) with one of four recipes; see the
     module docstring.
 
-    All arguments come from ``configs/data/criteo*.yaml``. ``split`` is ``[train, valid, test]`` for
+    The fields are the keys of ``configs/data/criteo*.yaml``. ``split`` is ``[train, valid, test]`` for
     ``dynint`` and ``dpn`` and ``[train_and_valid, test]`` for ``optinter`` and ``aim``;
     ``valid_fraction_of_train`` is for ``optinter`` and ``aim`` only and ``numeric_transform`` is null for
     ``optinter`` only. ``train_days``, ``test_day`` (with ``path`` a folder of ``day_<k>`` files) and
@@ -210,51 +217,52 @@ class CriteoSource:
     written before them keep working). ``chunk_rows`` bounds memory and does not change the output.
     """
 
-    def __init__(
-        self,
-        name: str,
-        path: str,
-        recipe: str,
-        num_rows: int | None,
-        min_count: int,
-        split: Sequence[float],
-        valid_fraction_of_train: float | None,
-        numeric_transform: str | None,
-        on_bad_line: str,
-        chunk_rows: int,
-        seed: int,
-        train_days: Sequence[int] | None = None,
-        test_day: int | None = None,
-        negative_downsampling: str | None = None,
-    ) -> None:
+    name: str
+    path: str = field(metadata=NOT_IN_KEY)  # in the cache key by its files' fingerprints
+    recipe: str
+    num_rows: int | None
+    min_count: int
+    split: Sequence[float]
+    valid_fraction_of_train: float | None
+    numeric_transform: str | None
+    on_bad_line: str
+    chunk_rows: int = field(metadata=NOT_IN_KEY)
+    seed: int
+    train_days: Sequence[int] | None = None
+    test_day: int | None = None
+    negative_downsampling: str | None = None
+
+    def __post_init__(self) -> None:
+        recipe, split = self.recipe, [float(s) for s in self.split]
         check_choice("recipe", recipe, RECIPES)
-        check_choice("on_bad_line", on_bad_line, ON_BAD_LINE)
-        split = [float(s) for s in split]
+        check_choice("on_bad_line", self.on_bad_line, ON_BAD_LINE)
         if any(s < 0 for s in split) or abs(sum(split) - 1.0) > 1e-6:
             raise ValueError(f"data.source.split = {split} must be non-negative ratios summing to 1")
         use = f"(use data={'criteo' if recipe == 'dynint' else f'criteo_{recipe}'})"
         if recipe in ("dynint", "dpn"):
-            check_choice("numeric_transform", numeric_transform, NUMERIC_TRANSFORMS)
-            if len(split) != 3 or valid_fraction_of_train is not None:
+            check_choice("numeric_transform", self.numeric_transform, NUMERIC_TRANSFORMS)
+            if len(split) != 3 or self.valid_fraction_of_train is not None:
                 raise ValueError(
                     f"recipe {recipe} takes data.source.split = [train, valid, test] and "
                     f"data.source.valid_fraction_of_train = null {use}"
                 )
         else:
-            if len(split) != 2 or valid_fraction_of_train is None or not 0 < valid_fraction_of_train < 1:
+            fraction = self.valid_fraction_of_train
+            if len(split) != 2 or fraction is None or not 0 < fraction < 1:
                 raise ValueError(
                     f"recipe {recipe} takes data.source.split = [train_and_valid, test] and "
                     f"0 < data.source.valid_fraction_of_train < 1 {use}"
                 )
-            if recipe == "optinter" and numeric_transform is not None:
+            if recipe == "optinter" and self.numeric_transform is not None:
                 raise ValueError(
                     "recipe optinter min-max scales numeric fields: data.source.numeric_transform "
                     "must be null (use data=criteo_optinter)"
                 )
             if recipe == "aim":
-                check_choice("numeric_transform", numeric_transform, AIM_NUMERIC_TRANSFORMS)
-        check_choice("negative_downsampling", negative_downsampling, NEGATIVE_DOWNSAMPLING)
-        if recipe != "aim" and (train_days is not None or test_day is not None or negative_downsampling):
+                check_choice("numeric_transform", self.numeric_transform, AIM_NUMERIC_TRANSFORMS)
+        check_choice("negative_downsampling", self.negative_downsampling, NEGATIVE_DOWNSAMPLING)
+        train_days, test_day = self.train_days, self.test_day
+        if recipe != "aim" and (train_days is not None or test_day is not None or self.negative_downsampling):
             raise ValueError(
                 f"recipe {recipe} reads one file without sampling: data.source.train_days, test_day and "
                 "negative_downsampling must be null (they are aim's)"
@@ -265,74 +273,57 @@ class CriteoSource:
             raise ValueError(
                 f"data.source.train_days = {list(train_days)} must be non-empty and leave out test_day = {test_day}"
             )
-        check_positive("min_count", min_count)
-        check_positive("num_rows", num_rows, nullable=True)
-        check_positive("chunk_rows", chunk_rows)
-        if str(path) in ("", "???"):
-            raise ValueError("data.source.path is not set: CRITEO=/path/to/train.txt or data.source.path=...")
-        self.name = name
-        self.path = Path(path)
-        self.cfg: dict[str, Any] = {
-            "recipe": recipe,
-            "num_rows": None if num_rows is None else int(num_rows),
-            "min_count": int(min_count),
-            "split": split,
-            "valid_fraction_of_train": valid_fraction_of_train,
-            "numeric_transform": numeric_transform,
-            "on_bad_line": on_bad_line,
-            "seed": int(seed),
-        }
-        if recipe == "aim":  # only aim's key holds these: the other recipes' cache folders stay where they were
-            self.cfg |= {
-                "train_days": None if train_days is None else [int(d) for d in train_days],
-                "test_day": None if test_day is None else int(test_day),
-                "negative_downsampling": negative_downsampling,
-            }
-        self.chunk_rows = int(chunk_rows)
+        check_positive("min_count", self.min_count)
+        check_positive("num_rows", self.num_rows, nullable=True)
+        check_positive("chunk_rows", self.chunk_rows)
+        check_path("path", self.path, "CRITEO=/path/to/train.txt or data.source.path=...")
+
+    @property
+    def raw_path(self) -> Path:
+        """``path``: the raw ``train.txt``, or (aim) the folder of ``day_<k>`` files."""
+        return Path(self.path)
 
     @property
     def by_day(self) -> bool:
         """Whether ``path`` is a folder of day files (the 1TB layout) rather than one file."""
-        return self.path.is_dir()
+        return self.raw_path.is_dir()
 
     def _paths(self) -> list[Path]:
         """The raw files: one, or the train days' and then the test day's."""
         if not self.by_day:
-            return [self.path]
-        c = self.cfg
-        if c["recipe"] != "aim" or c["train_days"] is None:
+            return [self.raw_path]
+        if self.recipe != "aim" or self.train_days is None:
             raise ValueError(
-                f"data.source.path = {str(self.path)!r} is a folder: day files are read by recipe aim with "
+                f"data.source.path = {str(self.raw_path)!r} is a folder: day files are read by recipe aim with "
                 "data.source.train_days and test_day set (use data=criteo_aim); other recipes read one train.txt"
             )
-        return [self.path / f"day_{d}" for d in [*c["train_days"], c["test_day"]]]
+        return [self.raw_path / f"day_{d}" for d in [*self.train_days, self.test_day]]
 
     def cache_key(self) -> dict[str, Any]:
-        if not self.path.exists():
+        if not self.raw_path.exists():
             raise FileNotFoundError(
-                f"data.source.path = {str(self.path)!r} is not a file: point CRITEO=... or "
+                f"data.source.path = {str(self.raw_path)!r} is not a file: point CRITEO=... or "
                 "data.source.path=... at the Criteo Kaggle train.txt (or, for aim, a folder of day_<k> files)"
             )
         paths = self._paths()
         for p in paths:
             if not p.is_file():
                 raise FileNotFoundError(f"{p} is not a file: data.source.train_days/test_day name the day_<k> files")
-        key = {"source": "criteo", "recipe_version": RECIPE_VERSION, **self.cfg}
+        key = {"source": "criteo", "recipe_version": RECIPE_VERSION, **recipe_key(self)}
         if self.by_day:
             return key | {"files": {p.name: file_fingerprint(p) for p in paths}}
-        return key | {"file": file_fingerprint(self.path)}
+        return key | {"file": file_fingerprint(self.raw_path)}
 
     def fields(self) -> list[FieldSpec]:
         """The recipe's 39 output fields: I1..I13 (bucketed categorical, equal-frequency buckets or min-max
         numeric), C1..C26 (categorical)."""
-        c = self.cfg
-        categorical = Categorical(c["min_count"])
-        if c["recipe"] == "optinter":
+        categorical = Categorical(self.min_count)
+        if self.recipe == "optinter":
             ints = [FieldSpec(f, pl.col(f), MinMax()) for f in INT_FIELDS]
-        elif c["numeric_transform"] == "equal_frequency":
-            ints = [FieldSpec(f, pl.col(f), EqualFrequency(c["min_count"])) for f in INT_FIELDS]
+        elif self.numeric_transform == "equal_frequency":
+            ints = [FieldSpec(f, pl.col(f), EqualFrequency(self.min_count)) for f in INT_FIELDS]
         else:
-            ints = [FieldSpec(f, bucketed(f, c["numeric_transform"]), categorical) for f in INT_FIELDS]
+            ints = [FieldSpec(f, bucketed(f, self.numeric_transform), categorical) for f in INT_FIELDS]
         return ints + [FieldSpec(f, pl.col(f), categorical) for f in CAT_FIELDS]
 
     def _balance(self, files: list[TextFile]) -> tuple[Callable[[int, ParsedChunk], np.ndarray], dict[str, float]]:
@@ -343,62 +334,60 @@ class CriteoSource:
             rates[f.path.name] = min(1.0, positives / max(f.lines - positives, 1))
         ends = np.cumsum([f.lines for f in files])  # a chunk lies in one file: the file of its first line
         rate_of = list(rates.values())
-        seed = self.cfg["seed"]
 
         def keep(line: int, chunk: ParsedChunk) -> np.ndarray:
             rate = rate_of[int(np.searchsorted(ends, line, side="right"))]
             positive = chunk.frame["label"].to_numpy() == 1.0
-            return positive | (tabular.line_uniforms(seed, line, chunk.size) < rate)
+            return positive | (tabular.line_uniforms(self.seed, line, chunk.size) < rate)
 
         return keep, rates
 
     def build(self, out_dir: Path) -> FeatureMap:
         """Write ``{split}_ids.npy`` int32 [N, 39], ``{split}_labels.npy`` float32 [N] (and for optinter
         ``{split}_values.npy`` float32 [N, 39]) into ``out_dir``; return the feature map."""
-        c = self.cfg
-        files = [tabular.open_text(p, header=False, max_lines=c["num_rows"]) for p in self._paths()]  # pass 1
+        files = [tabular.open_text(p, header=False, max_lines=self.num_rows) for p in self._paths()]  # pass 1
         if self.by_day:
-            split = day_split(files[:-1], files[-1], c["valid_fraction_of_train"], c["seed"])
+            split = day_split(files[:-1], files[-1], self.valid_fraction_of_train, self.seed)
         else:
-            split = tabular.random_split(files[0].lines, c["split"], c["valid_fraction_of_train"], c["seed"])
-        keep, rates = self._balance(files) if c.get("negative_downsampling") == "balance" else (None, None)
+            split = tabular.random_split(files[0].lines, self.split, self.valid_fraction_of_train, self.seed)
+        keep, rates = self._balance(files) if self.negative_downsampling == "balance" else (None, None)
         built = tabular.build(
             tabular.Pipeline(
-                where=str(self.path),
+                where=str(self.raw_path),
                 files=files,
                 parse=parse_chunk,
                 explain=explain_bad_line,
                 fields=self.fields(),
                 split=split,
-                on_bad_line=c["on_bad_line"],
+                on_bad_line=self.on_bad_line,
                 chunk_rows=self.chunk_rows,
                 keep=keep,
             ),
             out_dir,
         )
-        if c["recipe"] == "optinter":
+        if self.recipe == "optinter":
             facts = {
                 "numeric_min": {f: built.encoded[f].facts["min"] for f in INT_FIELDS},
                 "numeric_max": {f: built.encoded[f].facts["max"] for f in INT_FIELDS},
             }
         else:
-            facts = {"numeric_transform": c["numeric_transform"]}
-        if c["recipe"] == "aim":
+            facts = {"numeric_transform": self.numeric_transform}
+        if self.recipe == "aim":
             facts |= {
                 "files": [f.path.name for f in files],
-                "negative_downsampling": c["negative_downsampling"],
+                "negative_downsampling": self.negative_downsampling,
                 "negative_keep_rate": rates,
                 "lines_downsampled": built.lines_dropped,
             }
         n = built.lines_read
-        if c["num_rows"] is None:
+        if self.num_rows is None:
             which = f"all {n:,} rows"
         else:
-            which = f"{n:,} rows, at most {c['num_rows']:,} a day" if len(files) > 1 else f"first {n:,} rows"
+            which = f"{n:,} rows, at most {self.num_rows:,} a day" if len(files) > 1 else f"first {n:,} rows"
         if self.by_day:
-            what = f"1TB logs {self.path.name}/: days {c['train_days']} train+valid, day {c['test_day']} test"
+            what = f"1TB logs {self.raw_path.name}/: days {list(self.train_days)} train+valid, day {self.test_day} test"
         else:
-            what = self.path.name
+            what = self.raw_path.name
         sampled = f", {built.lines_dropped:,} negatives down-sampled" if keep is not None else ""
         skipped = f", {built.bad_lines_skipped:,} malformed lines skipped" if built.bad_lines_skipped else ""
         return FeatureMap(
@@ -406,9 +395,9 @@ class CriteoSource:
             fields=built.fields,
             split_sizes=built.split_sizes,
             has_values=built.has_values,
-            description=f"Criteo {what} ({which}), {c['recipe']} recipe{sampled}{skipped}",
+            description=f"Criteo {what} ({which}), {self.recipe} recipe{sampled}{skipped}",
             extra={
-                "recipe": c["recipe"],
+                "recipe": self.recipe,
                 "lines_read": n,
                 "bad_lines_skipped": built.bad_lines_skipped,
                 "bad_line_examples": built.bad_line_examples,

@@ -79,6 +79,11 @@ files' lines in order (``given_split``). So a line's split and its place in it d
 the number of lines and the line's number in the pooled files, never on which other lines are malformed:
 a skipped line leaves a gap, it moves no other line.
 
+The config: ``IPinYouSource`` is a frozen dataclass whose fields are the keys of ``configs/data/ipinyou*.yaml``
+with their types (checked by ``ctrlab.run_config`` before any work); ``__post_init__`` checks their values; the
+cache key is the fields (``ctrlab.data.checks.recipe_key``) less ``chunk_rows``, with ``root`` replaced by the
+fingerprints of the files read.
+
 Clicks are ~0.08% of rows. Nothing is down-sampled or re-weighted: the splits keep the natural click rate
 (logloss values like DynInt's 0.0056 depend on it). ``feature_map.extra["clicks"]`` counts each split's.
 
@@ -109,7 +114,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +123,7 @@ import polars as pl
 
 from ctrlab.data import tabular
 from ctrlab.data.cache import file_fingerprint
-from ctrlab.data.checks import ON_BAD_LINE, check_choice, check_positive
+from ctrlab.data.checks import NOT_IN_KEY, ON_BAD_LINE, check_choice, check_path, check_positive, recipe_key
 from ctrlab.data.schema import FeatureMap
 from ctrlab.data.tabular import Categorical, FieldSpec, ParsedChunk, TextFile
 
@@ -420,34 +425,34 @@ def given_split(
     return tabular.SplitPlan(pos, np.array(bounds, dtype=np.int64))
 
 
+@dataclass(frozen=True)
 class IPinYouSource:
     """iPinYou (make-ipinyou-data) in the ``raw`` or ``fm`` format with one of two recipes; see the module
-    docstring. All arguments come from ``configs/data/ipinyou.yaml`` (``ipinyou_optinter.yaml`` for the
+    docstring. The fields are the keys of ``configs/data/ipinyou.yaml`` (``ipinyou_optinter.yaml`` for the
     other recipe). ``split`` is ``[train, valid, test]``, ``[train_and_valid, test]`` (with
     ``valid_fraction_of_train``) or ``given``; ``chunk_rows`` bounds memory and does not change the output.
     """
 
-    def __init__(
-        self,
-        name: str,
-        root: str,
-        format: str,  # noqa: A002 - the config key
-        parts: Sequence[str | int] | None,
-        recipe: str,
-        num_rows: int | None,
-        min_count: int,
-        split: Sequence[float] | str,
-        valid_fraction_of_train: float | None,
-        on_bad_line: str,
-        chunk_rows: int,
-        seed: int,
-    ) -> None:
-        check_choice("recipe", recipe, RECIPES)
-        check_choice("format", format, FORMATS)
-        check_choice("on_bad_line", on_bad_line, ON_BAD_LINE)
+    name: str
+    root: str = field(metadata=NOT_IN_KEY)  # in the cache key by its files' fingerprints
+    format: str
+    parts: Sequence[str | int] | None
+    recipe: str
+    num_rows: int | None
+    min_count: int
+    split: Sequence[float] | str
+    valid_fraction_of_train: float | None
+    on_bad_line: str
+    chunk_rows: int = field(metadata=NOT_IN_KEY)
+    seed: int
+
+    def __post_init__(self) -> None:
+        check_choice("recipe", self.recipe, RECIPES)
+        check_choice("format", self.format, FORMATS)
+        check_choice("on_bad_line", self.on_bad_line, ON_BAD_LINE)
+        split, fraction = self.split, self.valid_fraction_of_train
         if isinstance(split, str):
             check_choice("split", split, ["given"])
-            ratios = None
         else:
             ratios = [float(s) for s in split]
             if any(s < 0 for s in ratios) or abs(sum(ratios) - 1.0) > 1e-6 or len(ratios) not in (2, 3):
@@ -455,52 +460,40 @@ class IPinYouSource:
                     f"data.source.split = {ratios} must be [train, valid, test] or [train_and_valid, test] "
                     "(non-negative, summing to 1) or 'given'"
                 )
-        needs_fraction = ratios is None or len(ratios) == 2
-        if needs_fraction and (valid_fraction_of_train is None or not 0 < valid_fraction_of_train < 1):
+        needs_fraction = isinstance(split, str) or len(split) == 2
+        if needs_fraction and (fraction is None or not 0 < fraction < 1):
             raise ValueError(
                 f"data.source.split = {split!r} needs 0 < data.source.valid_fraction_of_train < 1 "
                 "(the share of the train rows that becomes the validation split)"
             )
-        if not needs_fraction and valid_fraction_of_train is not None:
+        if not needs_fraction and fraction is not None:
             raise ValueError(
                 "data.source.split = [train, valid, test] takes data.source.valid_fraction_of_train = null"
             )
-        check_positive("num_rows", num_rows, nullable=True)
-        check_positive("chunk_rows", chunk_rows)
-        if min_count < 1:
-            raise ValueError(f"data.source.min_count = {min_count} must be at least 1")
-        if str(root) in ("", "???"):
-            raise ValueError(
-                "data.source.root is not set: IPINYOU=/path/to/folder or data.source.root=... (the folder "
-                "holding train.log.txt + test.log.txt, or train.fm.txt + test.fm.txt + featindex.fm.txt)"
-            )
-        if parts is not None and (isinstance(parts, str) or len(parts) == 0):
-            raise ValueError(f"data.source.parts = {parts!r} must be null or a non-empty list of sub-folders")
-        self.name = name
-        self.root = Path(root)
-        self.parts = None if parts is None else [str(p) for p in parts]
-        self.cfg: dict[str, Any] = {
-            "recipe": recipe,
-            "format": format,
-            "parts": self.parts,
-            "num_rows": None if num_rows is None else int(num_rows),
-            "min_count": int(min_count),
-            "split": "given" if ratios is None else ratios,
-            "valid_fraction_of_train": None if valid_fraction_of_train is None else float(valid_fraction_of_train),
-            "on_bad_line": on_bad_line,
-            "seed": int(seed),
-        }
-        self.chunk_rows = int(chunk_rows)
+        check_positive("num_rows", self.num_rows, nullable=True)
+        check_positive("chunk_rows", self.chunk_rows)
+        if self.min_count < 1:
+            raise ValueError(f"data.source.min_count = {self.min_count} must be at least 1")
+        check_path(
+            "root",
+            self.root,
+            "IPINYOU=/path/to/folder or data.source.root=... (the folder holding train.log.txt + test.log.txt, "
+            "or train.fm.txt + test.fm.txt + featindex.fm.txt)",
+        )
+        if self.parts is not None and (isinstance(self.parts, str) or len(self.parts) == 0):
+            raise ValueError(f"data.source.parts = {self.parts!r} must be null or a non-empty list of sub-folders")
 
     # ----------------------------------------------------------------------------------------- files
 
     def folders(self) -> list[Path]:
-        return [self.root] if self.parts is None else [self.root / p for p in self.parts]
+        """``root``, or each of its sub-folders ``parts``."""
+        root = Path(self.root)
+        return [root] if self.parts is None else [root / str(p) for p in self.parts]
 
     def files(self) -> list[tuple[Path, bool, Path | None]]:
         """``(row file, is a test file, its featindex or None)`` in reading order; raises when one is
         missing."""
-        fmt = self.cfg["format"]
+        fmt = self.format
         out = []
         for folder in self.folders():
             featindex = folder / FEATINDEX if fmt == "fm" else None
@@ -521,45 +514,44 @@ class IPinYouSource:
         return {
             "source": "ipinyou",
             "recipe_version": RECIPE_VERSION,
-            **self.cfg,
+            **recipe_key(self),
             "files": [file_fingerprint(p) for p in paths],
         }
 
     def build(self, out_dir: Path) -> FeatureMap:
         """Write ``{split}_ids.npy`` int32 [N, 16] and ``{split}_labels.npy`` float32 [N] into ``out_dir``."""
-        c = self.cfg
-        raw = c["format"] == "raw"
+        raw = self.format == "raw"
         files = self.files()
-        texts = [tabular.open_text(path, header=raw, max_lines=c["num_rows"]) for path, _, _ in files]  # pass 1
+        texts = [tabular.open_text(path, header=raw, max_lines=self.num_rows) for path, _, _ in files]  # pass 1
         if raw:
             parsers = [functools.partial(parse_raw, header=RawHeader.read(path)) for path, _, _ in files]
         else:
             indexes = {f: FeatIndex.read(f) for f in dict.fromkeys(f for _, _, f in files)}
             parsers = [functools.partial(parse_fm, index=indexes[f]) for _, _, f in files]
-        if c["split"] == "given":
-            split = given_split(texts, [t for _, t, _ in files], c["valid_fraction_of_train"], c["seed"])
+        if self.split == "given":
+            split = given_split(texts, [t for _, t, _ in files], self.valid_fraction_of_train, self.seed)
         else:
             n = sum(f.lines for f in texts)
-            split = tabular.random_split(n, c["split"], c["valid_fraction_of_train"], c["seed"])
-        parts = "" if self.parts is None else f"/{{{','.join(self.parts)}}}"
-        categorical = Categorical(c["min_count"], oov_token=FNN_OOV_TOKEN)
+            split = tabular.random_split(n, self.split, self.valid_fraction_of_train, self.seed)
+        parts = "" if self.parts is None else f"/{{{','.join(str(p) for p in self.parts)}}}"
+        categorical = Categorical(self.min_count, oov_token=FNN_OOV_TOKEN)
         built = tabular.build(
             tabular.Pipeline(
-                where=f"{self.root}{parts}",
+                where=f"{Path(self.root)}{parts}",
                 files=texts,
                 parse=parsers,
                 explain=explain_bad_line,
                 fields=[FieldSpec(f, pl.col(f), categorical) for f in FIELDS],
                 split=split,
-                on_bad_line=c["on_bad_line"],
+                on_bad_line=self.on_bad_line,
                 chunk_rows=self.chunk_rows,
             ),
             out_dir,
         )
 
         sizes = built.split_sizes
-        which = f"first {c['num_rows']:,} rows of each file" if c["num_rows"] is not None else "all rows"
-        how = "given train/test" if c["split"] == "given" else "random " + "/".join(f"{100 * s:g}" for s in c["split"])
+        which = f"first {self.num_rows:,} rows of each file" if self.num_rows is not None else "all rows"
+        how = "given train/test" if self.split == "given" else "random " + "/".join(f"{100 * s:g}" for s in self.split)
         n_bad = built.bad_lines_skipped
         skipped = f", {n_bad:,} malformed lines skipped" if n_bad else ""
         return FeatureMap(
@@ -567,12 +559,12 @@ class IPinYouSource:
             fields=built.fields,
             split_sizes=sizes,
             description=(
-                f"iPinYou {c['format']} {self.root.name}{parts} ({which}: {sum(sizes.values()):,} rows), "
-                f"{c['recipe']} recipe, {how} split{skipped}"
+                f"iPinYou {self.format} {Path(self.root).name}{parts} ({which}: {sum(sizes.values()):,} rows), "
+                f"{self.recipe} recipe, {how} split{skipped}"
             ),
             extra={
-                "recipe": c["recipe"],
-                "format": c["format"],
+                "recipe": self.recipe,
+                "format": self.format,
                 "files": [
                     {"file": str(path), "rows": rows, "clicks": clicks}
                     for (path, _, _), rows, clicks in zip(files, built.file_rows, built.file_positives, strict=True)

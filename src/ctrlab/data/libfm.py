@@ -44,7 +44,7 @@ warning on a mismatch):
     files are 4.16 MB and 2.08 MB of ~72-byte lines: ~57.7k and ~28.9k rows, 20% and 10% of 288,609), so
     ``split: given`` uses them as they are - the split the NFM/AFM/AFN numbers were scored on, and the
     only one a reported number can be compared with. ``split: random`` with ``ratios`` re-draws a seeded
-    split over the pooled rows instead.
+    split over the pooled lines instead.
 ``nfm`` (Frappe, NFM/AFN): the given splits.
 
 Releases with fewer files. ``split: given`` needs all three files. ``split: random`` pools whatever files
@@ -54,9 +54,20 @@ data.source.files.test=null``. A file that is named must exist (a typo is never 
 
 No paper of the chain (NFM, AFN, DPN) states a frequency threshold: ``min_count: 1`` keeps every index
 seen in train (an index seen only in valid/test is still OOV, as for every source). Within a field, kept
-indices get local ids 1..V in ascending order of the global index; V + 1 is OOV. The train rows are
-written in a seeded random order (``seed``), valid and test in file order. ``num_rows`` keeps a prefix of
-each file proportional to its size (smoke runs), so the given split keeps its proportions.
+indices get local ids 1..V in ascending order of the global index; V + 1 is OOV. ``num_rows`` keeps a
+prefix of each file proportional to its size (smoke runs), so the given split keeps its proportions.
+
+Splits are drawn over the lines of the files read (pooled in train, valid, test order) before any line is
+checked: ``random`` cuts a seeded permutation of all lines at ``ratios`` (``ctrlab.data.tabular.random_split``);
+``given`` permutes the train file's lines (``seed``; batches are cut from contiguous rows) and keeps the valid
+and test files' lines in file order (``given_split``). So a line's split and its place in it depend only on
+the seed, the number of lines and its line number, never on which other lines are malformed: a skipped line
+leaves a gap, it moves no other line (``split_lines``).
+
+The config: ``LibFMSource`` is a frozen dataclass whose fields are the keys of
+``configs/data/{movielens_tag,frappe}.yaml`` with their types (checked by ``ctrlab.run_config`` before any
+work); ``__post_init__`` checks their values; the cache key is the fields (``ctrlab.data.checks.recipe_key``),
+with ``root`` replaced by the fingerprints of the files read.
 
 The files are small (<= 2M rows): each is read whole and parsed with vectorised polars/numpy.
 """
@@ -64,22 +75,22 @@ The files are small (<= 2M rows): each is read whole and parsed with vectorised 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from ctrlab.data import tabular
 from ctrlab.data.cache import SplitArrays, file_fingerprint, save_split
-from ctrlab.data.checks import ON_BAD_LINE, REPORT_BAD, check_choice, check_positive
+from ctrlab.data.checks import NOT_IN_KEY, ON_BAD_LINE, REPORT_BAD, check_choice, check_positive, recipe_key
 from ctrlab.data.schema import SPLITS, FeatureMap, Field
-from ctrlab.data.synthetic import split_indices
 
 log = logging.getLogger(__name__)
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # 2: the split is drawn over all lines, so skipped malformed lines move no other line
 RECIPES = {  # the paper's dataset facts each recipe is checked against (only when every row is read)
     "dpn": {"dataset": "MovieLens-tag", "instances": 2006859, "features": 90445},
     "nfm": {"dataset": "Frappe", "instances": 288609, "features": 5382},
@@ -195,60 +206,76 @@ def encode_column(train: np.ndarray, columns: Sequence[np.ndarray], min_count: i
     return out, oov + 1
 
 
+def given_split(lengths: Sequence[int], seed: int) -> tabular.SplitPlan:
+    """The files' own split, over the lines of the train, valid and test files (``lengths``, in that order,
+    pooled): the train file's lines get a seeded permutation (batches are cut from contiguous rows), the valid
+    and test files' lines follow in file order."""
+    n_train, n = lengths[0], sum(lengths)
+    pos = np.concatenate([tabular.seeded_positions(n_train, seed), np.arange(n_train, n)])
+    return tabular.SplitPlan(pos, np.cumsum([0, *lengths]))
+
+
+def split_lines(plan: tabular.SplitPlan, good: np.ndarray) -> dict[str, np.ndarray]:
+    """The good lines (bool [n]) of each split in the order of their positions: a bad line leaves a gap and moves
+    no other line. Returns each split's line numbers (0-based over the pooled files). {split: [n_split]}"""
+    line_at = np.empty(len(plan.pos), dtype=np.int64)  # the line at each position
+    line_at[plan.pos] = np.arange(len(plan.pos))
+    lines = {s: line_at[plan.bounds[i] : plan.bounds[i + 1]] for i, s in enumerate(SPLITS)}
+    return {s: at[good[at]] for s, at in lines.items()}
+
+
+@dataclass(frozen=True)
 class LibFMSource:
     """NFM's libFM files (MovieLens-tag, Frappe) with the ``dpn`` or ``nfm`` recipe; see the module docstring.
 
-    All arguments come from ``configs/data/{movielens_tag,frappe}.yaml``: ``root`` is the folder holding
+    The fields are the keys of ``configs/data/{movielens_tag,frappe}.yaml``: ``root`` is the folder holding
     ``files`` (``train`` / ``valid`` / ``test`` file names; with ``split: random`` any of them may be null),
     ``fields`` the field names in position order, ``split`` ``given`` or ``random`` (then ``ratios``
     [train, valid, test]).
     """
 
-    def __init__(
-        self,
-        name: str,
-        root: str,
-        files: dict[str, str | None],
-        fields: Sequence[str],
-        recipe: str,
-        split: str,
-        ratios: Sequence[float],
-        min_count: int,
-        num_rows: int | None,
-        on_bad_line: str,
-        seed: int,
-    ) -> None:
-        check_choice("recipe", recipe, list(RECIPES))
-        check_choice("split", split, SPLIT_MODES)
-        check_choice("on_bad_line", on_bad_line, ON_BAD_LINE)
-        unknown = sorted(set(files) - set(SPLITS))
+    name: str
+    root: str = field(metadata=NOT_IN_KEY)  # in the cache key by its files' fingerprints
+    files: Mapping[str, str | None]
+    fields: Sequence[str]
+    recipe: str
+    split: str
+    ratios: Sequence[float]
+    min_count: int
+    num_rows: int | None
+    on_bad_line: str
+    seed: int
+
+    def __post_init__(self) -> None:
+        check_choice("recipe", self.recipe, list(RECIPES))
+        check_choice("split", self.split, SPLIT_MODES)
+        check_choice("on_bad_line", self.on_bad_line, ON_BAD_LINE)
+        unknown = sorted(set(self.files) - set(SPLITS))
         if unknown:
             raise ValueError(f"data.source.files has keys {unknown}: allowed keys are {list(SPLITS)}")
-        named = [s for s in SPLITS if files.get(s) is not None]  # the release's files, in split order
-        if split == "given" and len(named) < len(SPLITS):
-            lacking = ", ".join(f"data.source.files.{s}" for s in SPLITS if s not in named)
+        if self.split == "given" and len(self.paths) < len(SPLITS):
+            lacking = ", ".join(f"data.source.files.{s}" for s in SPLITS if s not in self.paths)
             raise ValueError(
                 f"data.source.split = 'given' needs a train, a valid and a test file, but {lacking} is null or "
                 "absent; data.source.split=random re-splits the files there are"
             )
-        if not named:
-            raise ValueError(f"data.source.files = {dict(files)} names no file: set at least one of {list(SPLITS)}")
-        ratios = [float(r) for r in ratios]
+        if not self.paths:
+            raise ValueError(
+                f"data.source.files = {dict(self.files)} names no file: set at least one of {list(SPLITS)}"
+            )
+        ratios = [float(r) for r in self.ratios]
         if len(ratios) != 3 or min(ratios) < 0 or abs(sum(ratios) - 1) > 1e-6:
             raise ValueError(f"data.source.ratios = {ratios} must be three non-negative numbers summing to 1")
-        fields = [str(f) for f in fields]
+        fields = [str(f) for f in self.fields]
         if not fields or len(set(fields)) != len(fields):
             raise ValueError(f"data.source.fields = {fields} must be distinct names, one per position")
-        check_positive("min_count", min_count)
-        check_positive("num_rows", num_rows, nullable=True)
-        self.name = name
-        self.root = Path(root)
-        self.paths = {s: self.root / files[s] for s in named}
-        self.fields = fields
-        self.cfg = dict(
-            recipe=recipe, fields=fields, split=split, ratios=ratios if split == "random" else None,
-            min_count=int(min_count), num_rows=num_rows, on_bad_line=on_bad_line, seed=int(seed),
-        )  # fmt: skip
+        check_positive("min_count", self.min_count)
+        check_positive("num_rows", self.num_rows, nullable=True)
+
+    @property
+    def paths(self) -> dict[str, Path]:
+        """The files the release has (those ``files`` names), in split order."""
+        return {s: Path(self.root) / self.files[s] for s in SPLITS if self.files.get(s) is not None}
 
     def cache_key(self) -> dict[str, Any]:
         fewer = "; or, with data.source.split=random, data.source.files.{}=null for a release without it"
@@ -261,7 +288,7 @@ class LibFMSource:
         return {
             "source": "libfm",
             "recipe_version": RECIPE_VERSION,
-            **self.cfg,
+            **recipe_key(self),
             "files": {s: file_fingerprint(p) for s, p in self.paths.items()},
         }
 
@@ -270,7 +297,7 @@ class LibFMSource:
         total = sum(len(v) for v in lines.values())
         if total == 0:
             raise ValueError(f"{self.root}: the libFM files {[p.name for p in self.paths.values()]} hold no lines")
-        n_rows = self.cfg["num_rows"]
+        n_rows = self.num_rows
         if n_rows is not None and n_rows < total:  # a prefix of each file, in proportion to its size
             keep = {s: int(round(n_rows * len(v) / total)) for s, v in lines.items()}
             lines = {s: v.head(keep[s]) for s, v in lines.items()}
@@ -288,7 +315,7 @@ class LibFMSource:
         where = np.concatenate([np.flatnonzero(good[s]) for s in files])  # line (0-based) of each good row
         file_of = np.concatenate([np.full(int(good[s].sum()), i) for i, s in enumerate(files)])
         descriptions = []
-        for r in rows[: 1 if self.cfg["on_bad_line"] == "error" else REPORT_BAD]:
+        for r in rows[: 1 if self.on_bad_line == "error" else REPORT_BAD]:
             j = int(np.flatnonzero(conflict[r])[0])
             h = int(home[r, j])
             path = parsed[files[file_of[r]]].path
@@ -296,7 +323,7 @@ class LibFMSource:
                 f"{path} line {where[r] + 1}, position {j + 1} (field {self.fields[j]}): index {idx[r, j]} "
                 f"is at position {h + 1} (field {self.fields[h]}) on {home_n[r, j]} lines"
             )
-        if self.cfg["on_bad_line"] == "error":
+        if self.on_bad_line == "error":
             raise ValueError(descriptions[0])
         for i, s in enumerate(files):
             mine = rows[file_of[rows] == i]
@@ -305,7 +332,6 @@ class LibFMSource:
 
     def build(self, out_dir: Path) -> FeatureMap:
         """Write ``{split}_ids.npy`` int32 [N, F] and ``{split}_labels.npy`` float32 [N]; return the map."""
-        c = self.cfg
         parsed = self._read()
         examples: list[str] = []
         for p in parsed.values():
@@ -313,7 +339,7 @@ class LibFMSource:
             if len(bad_rows) == 0:
                 continue
             described = [f"{p.path} line {r + 1}, {p.reason[int(r)]}" for r in bad_rows[:REPORT_BAD]]
-            if c["on_bad_line"] == "error":
+            if self.on_bad_line == "error":
                 raise ValueError(described[0])
             examples += described
         examples += self._check_positions(parsed)
@@ -326,20 +352,17 @@ class LibFMSource:
                 sum(skipped.values()),
                 "; ".join(examples[:REPORT_BAD]),
             )
-        idx = {s: p.idx[~p.bad] for s, p in parsed.items()}
-        labels = {s: p.label[~p.bad] for s, p in parsed.items()}
-        if sum(len(v) for v in labels.values()) == 0:
+        # the files pooled, in split order; every line keeps its number, bad ones too (their indices are garbage)
+        all_idx = np.concatenate([p.idx for p in parsed.values()])  # [n, F]
+        all_labels = np.concatenate([p.label for p in parsed.values()])  # [n]
+        good = ~np.concatenate([p.bad for p in parsed.values()])
+        if not good.any():
             raise ValueError(f"{self.root}: no well-formed lines, e.g. {examples[0]}")
-
-        all_idx = np.concatenate(list(idx.values()))  # the files pooled, in split order
-        all_labels = np.concatenate(list(labels.values()))
-        rng = np.random.default_rng(c["seed"])
-        if c["split"] == "random":
-            rows = split_indices(len(all_labels), c["ratios"], rng)
-        else:  # the files' split; train rows in a seeded random order (batches are cut from contiguous rows)
-            bounds = np.cumsum([0, *[len(labels[s]) for s in SPLITS]])
-            rows = {s: np.arange(bounds[i], bounds[i + 1]) for i, s in enumerate(SPLITS)}
-            rows["train"] = rng.permutation(rows["train"])
+        if self.split == "random":
+            plan = tabular.random_split(len(good), self.ratios, None, self.seed)
+        else:
+            plan = given_split([len(p.label) for p in parsed.values()], self.seed)
+        rows = split_lines(plan, good)
         if len(rows["train"]) == 0:
             raise ValueError(f"{self.root}: the train split is empty")
 
@@ -347,44 +370,44 @@ class LibFMSource:
         fields, ranges = [], {}
         for j, f in enumerate(self.fields):
             cols, vocab = encode_column(
-                all_idx[rows["train"], j], [all_idx[rows[s], j] for s in SPLITS], c["min_count"]
+                all_idx[rows["train"], j], [all_idx[rows[s], j] for s in SPLITS], self.min_count
             )
             for s, col in zip(SPLITS, cols, strict=True):
                 encoded[s][:, j] = col
             fields.append(Field(f, vocab))
-            ranges[f] = [int(all_idx[:, j].min()), int(all_idx[:, j].max())]
+            ranges[f] = [int(all_idx[good, j].min()), int(all_idx[good, j].max())]
         for s in SPLITS:
             save_split(out_dir, s, SplitArrays(ids=encoded[s], labels=all_labels[rows[s]]))
 
-        facts = RECIPES[c["recipe"]]
-        distinct = int(len(np.unique(all_idx)))
-        n_all = len(all_labels)
-        if c["num_rows"] is None and (n_all, distinct) != (facts["instances"], facts["features"]):
+        facts = RECIPES[self.recipe]
+        distinct = int(len(np.unique(all_idx[good])))
+        n_all = int(good.sum())
+        if self.num_rows is None and (n_all, distinct) != (facts["instances"], facts["features"]):
             log.warning(
                 "%s: %d rows and %d distinct indices, but %s has %d rows and %d features in the papers",
                 self.root, n_all, distinct, facts["dataset"], facts["instances"], facts["features"],
             )  # fmt: skip
         sizes = {s: len(rows[s]) for s in SPLITS}
-        which = f"first {n_all:,} rows" if c["num_rows"] is not None else f"{n_all:,} rows"
+        which = f"first {n_all:,} rows" if self.num_rows is not None else f"{n_all:,} rows"
         skip_note = f", {sum(skipped.values()):,} malformed lines skipped" if sum(skipped.values()) else ""
         return FeatureMap(
             dataset=self.name,
             fields=fields,
             split_sizes=sizes,
             description=(
-                f"{facts['dataset']} libFM files in {self.root.name}/ ({which}, {c['split']} split), "
-                f"{c['recipe']} recipe{skip_note}"
+                f"{facts['dataset']} libFM files in {Path(self.root).name}/ ({which}, {self.split} split), "
+                f"{self.recipe} recipe{skip_note}"
             ),
             extra={
-                "recipe": c["recipe"],
-                "split": c["split"],
+                "recipe": self.recipe,
+                "split": self.split,
                 "lines_read": lines_read,
                 "bad_lines_skipped": sum(skipped.values()),
                 "bad_line_examples": examples[:REPORT_BAD],
                 "index_ranges": ranges,  # min and max global index of each field, over all files
                 "distinct_indices": distinct,  # over all files: the papers' "features"
                 "features_kept": int(sum(f.vocab_size - 2 for f in fields)),  # train indices >= min_count
-                "positives": float(all_labels.mean()),
+                "positives": float(all_labels[good].mean()),
                 "paper": facts,
             },
         )

@@ -47,12 +47,18 @@ line and the column, unless ``on_bad_line: skip``: then they are dropped (a rati
 was dropped goes too), counted in ``extra["bad_lines_skipped"]`` and the first few logged. ``num_rows``
 keeps the first N lines of ``ratings.dat`` (which is sorted by user: smoke runs only). Everything is read
 into memory (ratings.dat is 24 MB) and parsed with vectorised polars/numpy.
+
+The config: ``MovieLens1MSource`` is a frozen dataclass whose fields are the keys of
+``configs/data/movielens_1m.yaml`` with their types (checked by ``ctrlab.run_config`` before any work);
+``__post_init__`` checks their values; the cache key is the fields (``ctrlab.data.checks.recipe_key``), with
+``root`` replaced by the fingerprints of the three files.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +66,7 @@ import numpy as np
 import polars as pl
 
 from ctrlab.data.cache import SplitArrays, file_fingerprint, save_split
-from ctrlab.data.checks import ON_BAD_LINE, REPORT_BAD, check_choice, check_positive
+from ctrlab.data.checks import NOT_IN_KEY, ON_BAD_LINE, REPORT_BAD, check_choice, check_positive, recipe_key
 from ctrlab.data.schema import SPLITS, FeatureMap, Field
 from ctrlab.data.synthetic import split_indices
 
@@ -256,55 +262,56 @@ def genre_bags(
     return per_movie[movie_of_row][:, None, :], Field("Genres", oov + 1, kind="multi", max_len=max_len)
 
 
+@dataclass(frozen=True)
 class MovieLens1MSource:
-    """MovieLens-1M with the ``autoint`` recipe; see the module docstring. All arguments come from
+    """MovieLens-1M with the ``autoint`` recipe; see the module docstring. The fields are the keys of
     ``configs/data/movielens_1m.yaml``; ``root`` is the unzipped ``ml-1m`` folder."""
 
-    def __init__(
-        self,
-        name: str,
-        root: str,
-        recipe: str,
-        fields: Sequence[str],
-        zipcode: str,
-        split: Sequence[float],
-        min_count: int,
-        num_rows: int | None,
-        on_bad_line: str,
-        seed: int,
-    ) -> None:
-        check_choice("recipe", recipe, RECIPES)
-        check_choice("zipcode", zipcode, ZIPCODE)
-        check_choice("on_bad_line", on_bad_line, ON_BAD_LINE)
-        fields = [str(f) for f in fields]
+    name: str
+    root: str = field(metadata=NOT_IN_KEY)  # in the cache key by its files' fingerprints
+    recipe: str
+    fields: Sequence[str]
+    zipcode: str
+    split: Sequence[float]
+    min_count: int
+    num_rows: int | None
+    on_bad_line: str
+    seed: int
+
+    def __post_init__(self) -> None:
+        check_choice("recipe", self.recipe, RECIPES)
+        check_choice("zipcode", self.zipcode, ZIPCODE)
+        check_choice("on_bad_line", self.on_bad_line, ON_BAD_LINE)
+        fields = [str(f) for f in self.fields]
         if not fields or len(set(fields)) != len(fields) or any(f not in FIELDS for f in fields):
             raise ValueError(f"data.source.fields = {fields} must be distinct names from {list(FIELDS)}")
-        split = [float(s) for s in split]
+        split = [float(s) for s in self.split]
         if len(split) != 3 or min(split) < 0 or abs(sum(split) - 1) > 1e-6:
             raise ValueError(f"data.source.split = {split} must be [train, valid, test] ratios summing to 1")
-        check_positive("min_count", min_count)
-        check_positive("num_rows", num_rows, nullable=True)
-        self.name = name
-        self.root = Path(root)
-        self.paths = {f: self.root / f"{f}.dat" for f in ("ratings", "users", "movies")}
-        # scalar fields in the order given, then the bag (the schema keeps bags last)
-        self.fields = [f for f in fields if f in SCALAR_FIELDS] + [f for f in fields if f in BAG_FIELDS]
-        self.cfg = dict(
-            recipe=recipe, fields=self.fields, zipcode=zipcode, split=split, min_count=int(min_count),
-            num_rows=num_rows, on_bad_line=on_bad_line, seed=int(seed),
-        )  # fmt: skip
+        check_positive("min_count", self.min_count)
+        check_positive("num_rows", self.num_rows, nullable=True)
+
+    @property
+    def paths(self) -> dict[str, Path]:
+        """``ratings.dat``, ``users.dat`` and ``movies.dat`` in ``root``."""
+        return {f: Path(self.root) / f"{f}.dat" for f in ("ratings", "users", "movies")}
+
+    @property
+    def output_fields(self) -> list[str]:
+        """``fields``: the scalar ones in the order given, then the bag (the schema keeps bags last)."""
+        return [f for f in self.fields if f in SCALAR_FIELDS] + [f for f in self.fields if f in BAG_FIELDS]
 
     def cache_key(self) -> dict[str, Any]:
         for f, p in self.paths.items():
             if not p.is_file():
                 raise FileNotFoundError(
-                    f"data.source.root = {str(self.root)!r} has no {f}.dat (set data.source.root, or MOVIELENS_1M, "
+                    f"data.source.root = {self.root!r} has no {f}.dat (set data.source.root, or MOVIELENS_1M, "
                     "to the unzipped ml-1m folder)"
                 )
         return {
             "source": "movielens_1m",
             "recipe_version": RECIPE_VERSION,
-            **self.cfg,
+            **recipe_key(self),
             "files": {f: file_fingerprint(p) for f, p in self.paths.items()},
         }
 
@@ -314,7 +321,7 @@ class MovieLens1MSource:
         if bad.height:
             where = bad.head(REPORT_BAD).select("_lineno", "_problem").iter_rows()
             described = [f"{self.paths[file]} line {n}, {p}" for n, p in where]
-            if self.cfg["on_bad_line"] == "error":
+            if self.on_bad_line == "error":
                 raise ValueError(described[0])
             examples += described
         return frame.filter(pl.col("_problem").is_null())
@@ -327,7 +334,7 @@ class MovieLens1MSource:
         movies_all = parse_movies(read_lines(self.paths["movies"]))
         users = self._good(users_all, "users", examples)
         movies = self._good(movies_all, "movies", examples).with_row_index("_movie")
-        lines = read_lines(self.paths["ratings"], self.cfg["num_rows"])
+        lines = read_lines(self.paths["ratings"], self.num_rows)
         ratings = (
             parse_ratings(lines)
             .join(users.drop("_lineno", "_problem").with_columns(pl.lit(True).alias("_user")), on="UserID", how="left")
@@ -357,14 +364,13 @@ class MovieLens1MSource:
     def build(self, out_dir: Path) -> FeatureMap:
         """Write ``{split}_ids.npy`` int32 [N, F_scalar], ``{split}_labels.npy``, ``{split}_values.npy`` (with
         Timestamp) and ``{split}_bags.npy`` int32 [N, 1, L] (with Genres); return the feature map."""
-        c = self.cfg
         rated, movies, facts = self._read()
         rows = rated.filter(pl.col("Rating") != 3)  # AutoInt: neutral ratings are dropped
         n = rows.height
         if n == 0:
             raise ValueError(f"{self.paths['ratings']}: no ratings other than 3 to learn from")
         labels = (rows["Rating"] >= 4).cast(pl.Float32).to_numpy()
-        parts = split_indices(n, c["split"], np.random.default_rng(c["seed"]))
+        parts = split_indices(n, self.split, np.random.default_rng(self.seed))
         train = np.zeros(n, dtype=bool)
         train[parts["train"]] = True
 
@@ -382,13 +388,13 @@ class MovieLens1MSource:
                 extra |= {"timestamp_min": lo, "timestamp_max": hi}
                 continue
             col = rows[f]
-            if f == "Zipcode" and c["zipcode"] == "first_digit":
+            if f == "Zipcode" and self.zipcode == "first_digit":
                 col = col.str.slice(0, 1)
-            ids[:, j], vocab = encode(col, train, c["min_count"])
+            ids[:, j], vocab = encode(col, train, self.min_count)
             fields.append(Field(f, vocab))
         bags = None
         if "Genres" in self.fields:
-            bags, genres = genre_bags(movies, rows["_movie"].to_numpy().astype(np.int64), train, c["min_count"])
+            bags, genres = genre_bags(movies, rows["_movie"].to_numpy().astype(np.int64), train, self.min_count)
             fields.append(genres)
         for s in SPLITS:
             r = parts[s]
@@ -405,11 +411,11 @@ class MovieLens1MSource:
 
         features = sum(1 if f.kind == "numeric" else f.vocab_size - 2 for f in fields)
         skipped = sum(facts["bad_lines_skipped"].values())
-        if c["num_rows"] is None and not skipped and n != PAPER["instances"]:
+        if self.num_rows is None and not skipped and n != PAPER["instances"]:
             log.warning("%s: %d ratings other than 3, the papers have %d", self.root, n, PAPER["instances"])
         which = (
             f"first {facts['ratings_read']:,} lines"
-            if c["num_rows"] is not None
+            if self.num_rows is not None
             else f"{facts['ratings_read']:,} ratings"
         )
         skip_note = f", {skipped:,} malformed lines skipped" if skipped else ""
@@ -419,16 +425,16 @@ class MovieLens1MSource:
             split_sizes={s: len(parts[s]) for s in SPLITS},
             has_values=values is not None,
             description=(
-                f"MovieLens-1M ({which}, {n:,} kept without rating 3{skip_note}), {c['recipe']} recipe, "
-                f"{len(fields)} fields: {', '.join(self.fields)}"
+                f"MovieLens-1M ({which}, {n:,} kept without rating 3{skip_note}), {self.recipe} recipe, "
+                f"{len(fields)} fields: {', '.join(self.output_fields)}"
             ),
             extra={
-                "recipe": c["recipe"],
+                "recipe": self.recipe,
                 **facts,
                 "rating_3_dropped": rated.height - n,
                 "positives": float(labels.mean()),
                 "features": int(features),  # AutoInt's count: kept values of every field, 1 per numeric field
-                "zipcode": c["zipcode"],
+                "zipcode": self.zipcode,
                 "paper": PAPER,
                 **extra,
             },

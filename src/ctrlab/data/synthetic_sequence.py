@@ -25,10 +25,15 @@ logit on the test split (the ceiling) and ``extra["interaction_test_auc"]`` that
 interaction alone. Everything is a deterministic function of ``seed``. Split: random ``split`` of the
 rows. Encoding as the real recipes: a value counted fewer than ``min_count`` times in the train split (as a
 target or inside a train history) is OOV.
+
+The config: ``SyntheticSequenceSource`` is a frozen dataclass whose fields are the keys of
+``configs/data/synthetic_sequence.yaml`` with their types (checked by ``ctrlab.run_config`` before any work);
+``__post_init__`` checks their values; the cache key is every field (``ctrlab.data.checks.recipe_key``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +43,7 @@ from scipy.optimize import brentq
 from scipy.special import expit
 from scipy.stats import rankdata
 
+from ctrlab.data.checks import check_choice, recipe_key
 from ctrlab.data.schema import SPLITS, FeatureMap
 from ctrlab.data.sequences import din_fields, train_vocab, window_coverage, write_bags
 from ctrlab.data.synthetic import split_indices
@@ -72,82 +78,76 @@ class Draw:
     label: np.ndarray  # [N] float32
 
 
+@dataclass(frozen=True)
 class SyntheticSequenceSource:
-    """Generates the synthetic behaviour-sequence dataset; see the module docstring."""
+    """Generates the synthetic behaviour-sequence dataset; see the module docstring. The fields are the keys of
+    ``configs/data/synthetic_sequence.yaml``, all in the cache key."""
 
-    def __init__(
-        self,
-        name: str,
-        num_rows: int,
-        num_users: int,
-        num_items: int,
-        num_categories: int,
-        num_interests: int,
-        latent_dim: int,
-        item_noise: float,
-        zipf_alpha: float,
-        user_interest_alpha: float,
-        min_hist_len: int,
-        max_len: int,
-        target_from_interest_prob: float,
-        aggregation: str,
-        first_order_std: float,
-        interaction_std: float,
-        ctr: float,
-        split: list[float],
-        min_count: int,
-        seed: int,
-    ) -> None:
-        if aggregation not in AGGREGATIONS:
-            raise ValueError(f"data.source.aggregation = {aggregation!r} is not one of {list(AGGREGATIONS)}")
-        if num_categories < num_interests or num_items < num_categories:
+    name: str
+    num_rows: int
+    num_users: int
+    num_items: int
+    num_categories: int
+    num_interests: int
+    latent_dim: int
+    item_noise: float
+    zipf_alpha: float
+    user_interest_alpha: float
+    min_hist_len: int
+    max_len: int
+    target_from_interest_prob: float
+    aggregation: str
+    first_order_std: float
+    interaction_std: float
+    ctr: float
+    split: Sequence[float]
+    min_count: int
+    seed: int
+
+    def __post_init__(self) -> None:
+        check_choice("aggregation", self.aggregation, AGGREGATIONS)
+        if self.num_categories < self.num_interests or self.num_items < self.num_categories:
             raise ValueError(
-                f"{name}: need num_items ({num_items}) >= num_categories ({num_categories}) >= "
-                f"num_interests ({num_interests}), so that every interest has an item"
+                f"{self.name}: need num_items ({self.num_items}) >= num_categories ({self.num_categories}) >= "
+                f"num_interests ({self.num_interests}), so that every interest has an item"
             )
-        if not 1 <= min_hist_len <= max_len:
-            raise ValueError(f"{name}: need 1 <= min_hist_len ({min_hist_len}) <= max_len ({max_len})")
-        if not 0.0 < ctr < 1.0:
-            raise ValueError(f"{name}: ctr = {ctr} must lie in (0, 1)")
-        self.name = name
-        self.cfg: dict[str, Any] = dict(locals())
-        del self.cfg["self"]
-        self.cfg["split"] = [float(s) for s in split]
+        if not 1 <= self.min_hist_len <= self.max_len:
+            raise ValueError(f"{self.name}: need 1 <= min_hist_len ({self.min_hist_len}) <= max_len ({self.max_len})")
+        if not 0.0 < self.ctr < 1.0:
+            raise ValueError(f"{self.name}: ctr = {self.ctr} must lie in (0, 1)")
 
     def cache_key(self) -> dict[str, Any]:
-        return {"source": "synthetic_sequence", "recipe_version": RECIPE_VERSION, **self.cfg}
+        return {"source": "synthetic_sequence", "recipe_version": RECIPE_VERSION, **recipe_key(self)}
 
     def planted(self) -> dict[str, Any]:
-        c = self.cfg
         return {
-            "interaction": f"{c['aggregation']} over the history of <v_target, v_behaviour>",
-            "aggregation": c["aggregation"],
-            "interaction_std": c["interaction_std"],
+            "interaction": f"{self.aggregation} over the history of <v_target, v_behaviour>",
+            "aggregation": self.aggregation,
+            "interaction_std": self.interaction_std,
             "first_order": "w_user + w_item",
-            "first_order_std": c["first_order_std"],
-            "num_interests": c["num_interests"],
-            "latent_dim": c["latent_dim"],
+            "first_order_std": self.first_order_std,
+            "num_interests": self.num_interests,
+            "latent_dim": self.latent_dim,
             "category_interest": "category c belongs to interest c mod num_interests",
         }
 
     def generate(self) -> Draw:
         """The raw draw (deterministic in ``seed``)."""
-        c = self.cfg
-        rng = np.random.default_rng([c["seed"], 0])
-        n, num_items, k, d = c["num_rows"], c["num_items"], c["num_interests"], c["latent_dim"]
+        rng = np.random.default_rng([self.seed, 0])
+        n, num_items, k, d = self.num_rows, self.num_items, self.num_interests, self.latent_dim
 
         # items: category (each at least once), interest, latent vector, popularity
         item_cat = np.concatenate(
-            [np.arange(c["num_categories"]), rng.integers(0, c["num_categories"], num_items - c["num_categories"])]
+            [np.arange(self.num_categories), rng.integers(0, self.num_categories, num_items - self.num_categories)]
         )
         item_cat = item_cat[rng.permutation(num_items)]
         item_interest = item_cat % k
         mu = rng.normal(size=(k, d))
         mu /= np.linalg.norm(mu, axis=1, keepdims=True)
-        v = mu[item_interest] + c["item_noise"] * rng.normal(size=(num_items, d)) / np.sqrt(d)
+        v = mu[item_interest] + self.item_noise * rng.normal(size=(num_items, d)) / np.sqrt(d)
         v /= np.linalg.norm(v, axis=1, keepdims=True)
         popularity = np.empty(num_items)
-        popularity[rng.permutation(num_items)] = 1.0 / np.arange(1, num_items + 1) ** c["zipf_alpha"]
+        popularity[rng.permutation(num_items)] = 1.0 / np.arange(1, num_items + 1) ** self.zipf_alpha
 
         # sampling an item of a given interest by popularity: items ordered by interest, one cumulative sum
         order = np.argsort(item_interest, kind="stable")
@@ -161,56 +161,55 @@ class SyntheticSequenceSource:
             idx = np.clip(np.searchsorted(cum, x, side="right"), bounds[interest], bounds[interest + 1] - 1)
             return order[idx]
 
-        theta = rng.dirichlet(np.full(k, c["user_interest_alpha"]), size=c["num_users"])  # [U, K]
+        theta = rng.dirichlet(np.full(k, self.user_interest_alpha), size=self.num_users)  # [U, K]
         theta_cum = np.cumsum(theta, axis=1)
 
         def interest_of(users: np.ndarray) -> np.ndarray:
             u01 = rng.random(len(users))[:, None]
             return np.minimum((u01 > theta_cum[users]).sum(axis=1), k - 1)
 
-        user = rng.integers(0, c["num_users"], n)
-        hist_len = rng.integers(c["min_hist_len"], c["max_len"] + 1, n)
+        user = rng.integers(0, self.num_users, n)
+        hist_len = rng.integers(self.min_hist_len, self.max_len + 1, n)
         hist_lo = np.concatenate([[0], np.cumsum(hist_len)[:-1]])
         row_of = np.repeat(np.arange(n), hist_len)  # [T]
         hist = item_of(interest_of(user[row_of]))
-        from_interest = rng.random(n) < c["target_from_interest_prob"]
+        from_interest = rng.random(n) < self.target_from_interest_prob
         by_popularity = order[np.minimum(np.searchsorted(cum, rng.random(n) * cum[-1], side="right"), num_items - 1)]
         target = np.where(from_interest, item_of(interest_of(user)), by_popularity)
 
         # the planted interaction and the logit
         sim = (v[target[row_of]] * v[hist]).sum(axis=1)  # [T]
-        reduce = np.maximum if c["aggregation"] == "max" else np.add
+        reduce = np.maximum if self.aggregation == "max" else np.add
         interaction = reduce.reduceat(sim, hist_lo)  # histories are contiguous and never empty
-        if c["aggregation"] == "mean":
+        if self.aggregation == "mean":
             interaction = interaction / hist_len
-        w_user, w_item = rng.normal(size=c["num_users"]), rng.normal(size=num_items)
+        w_user, w_item = rng.normal(size=self.num_users), rng.normal(size=num_items)
 
         def z(x: np.ndarray) -> np.ndarray:
             return (x - x.mean()) / x.std() if x.std() > 0 else np.zeros_like(x)
 
-        logit = c["first_order_std"] * z(w_user[user] + w_item[target]) + c["interaction_std"] * z(interaction)
-        bias = brentq(lambda b: expit(logit + b).mean() - c["ctr"], -30.0, 30.0)
+        logit = self.first_order_std * z(w_user[user] + w_item[target]) + self.interaction_std * z(interaction)
+        bias = brentq(lambda b: expit(logit + b).mean() - self.ctr, -30.0, 30.0)
         logit = logit + bias
         label = (rng.random(n) < expit(logit)).astype(np.float32)
         return Draw(user, target, hist, hist_lo, hist_len, item_cat, v, interaction, logit, label)
 
     def build(self, out_dir: Path) -> FeatureMap:
-        c = self.cfg
         draw = self.generate()
         n = len(draw.label)
-        splits = split_indices(n, c["split"], np.random.default_rng([c["seed"], 1]))
+        splits = split_indices(n, self.split, np.random.default_rng([self.seed, 1]))
         train = splits["train"]
         cover = window_coverage(len(draw.hist), draw.hist_lo[train], draw.hist_len[train])
-        num_items, num_cats = c["num_items"], c["num_categories"]
-        user_lut, user_vocab = train_vocab(np.bincount(draw.user[train], minlength=c["num_users"]), c["min_count"])
+        num_items, num_cats = self.num_items, self.num_categories
+        user_lut, user_vocab = train_vocab(np.bincount(draw.user[train], minlength=self.num_users), self.min_count)
         item_counts = np.bincount(draw.target[train], minlength=num_items) + np.bincount(
             draw.hist, weights=cover, minlength=num_items
         )
         cat_counts = np.bincount(draw.item_cat[draw.target[train]], minlength=num_cats) + np.bincount(
             draw.item_cat[draw.hist], weights=cover, minlength=num_cats
         )
-        item_lut, item_vocab = train_vocab(item_counts, c["min_count"])
-        cat_lut, cat_vocab = train_vocab(cat_counts, c["min_count"])
+        item_lut, item_vocab = train_vocab(item_counts, self.min_count)
+        cat_lut, cat_vocab = train_vocab(cat_counts, self.min_count)
         flat_item, flat_cat = item_lut[draw.hist], cat_lut[draw.item_cat[draw.hist]]
         for split in SPLITS:
             rows = splits[split]  # a random permutation's slice: train rows come shuffled
@@ -223,15 +222,15 @@ class SyntheticSequenceSource:
                 [flat_item, flat_cat],
                 draw.hist_lo[rows],
                 draw.hist_len[rows],
-                c["max_len"],
+                self.max_len,
             )
         test = splits["test"]
         return FeatureMap(
             dataset=self.name,
-            fields=din_fields(user_vocab, item_vocab, cat_vocab, c["max_len"]),
+            fields=din_fields(user_vocab, item_vocab, cat_vocab, self.max_len),
             split_sizes={s: len(r) for s, r in splits.items()},
-            description=f"synthetic behaviour sequences, {n:,} rows, {c['num_users']:,} users, {num_items:,} items "
-            f"(planted {c['aggregation']} target-behaviour similarity) — not the paper's data",
+            description=f"synthetic behaviour sequences, {n:,} rows, {self.num_users:,} users, {num_items:,} items "
+            f"(planted {self.aggregation} target-behaviour similarity) — not the paper's data",
             extra={
                 "planted": self.planted(),
                 "ctr": float(draw.label.mean()),
