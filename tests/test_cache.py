@@ -206,3 +206,20 @@ def test_unwritable_log_dir_names_the_key(tmp_path, read_only, multirun):
     assert done.returncode != 0
     assert f"{logs} is not writable" in done.stderr and "paths.log_dir=" in done.stderr, done.stderr[-2000:]
     assert "CTRLAB_ROOT" in done.stderr and "Permission denied" not in done.stderr  # not Hydra's bare error
+
+
+def test_two_processes_building_one_cache_agree(tmp_path):
+    """Two real processes asked for the same cache at once: both get the same complete folder, nothing is left
+    half-written, and the arrays are the ones a single build writes."""
+    code = ("import sys; from ctrlab.data import cache; from tests.helpers import synthetic_source; "
+            "print(cache.prepare(synthetic_source(num_rows=30_000), sys.argv[1]))")  # fmt: skip
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "shared")], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
+    folders = {out.strip().splitlines()[-1] for out, _ in outs}
+    assert len(folders) == 1
+    assert [p.name for p in (tmp_path / "shared").iterdir() if ".tmp" in p.name] == []
+    shared, alone = Path(folders.pop()), Path(cache.prepare(synthetic_source(num_rows=30_000), tmp_path / "alone"))
+    names = sorted(p.name for p in alone.glob("*.npy"))
+    assert names and all((shared / n).read_bytes() == (alone / n).read_bytes() for n in names)
