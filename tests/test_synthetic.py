@@ -161,7 +161,6 @@ def test_dynint_da_beats_xdeepint_on_instance_dependent_interaction_strength(tmp
     assert max(static, dynamic) <= oracle + ORACLE_SLACK
 
 
-@pytest.mark.slow
 def test_dynint_da_beats_xdeepint_on_context_modulated_weights(tmp_path):
     """DPN's mechanism: DA's instance-dependent gate per field row can scale a field by its context; the static
     PIN cannot."""
