@@ -1,16 +1,50 @@
 """The embedded default dataset: long-tailed categorical fields, labels from a known logistic model.
 
+One generator, five planted mechanisms (``mechanism``). The common part, ``interactions`` (the default):
+
     logit(x) = b + sum_f w_f[x_f]                                      (first order)
                  + sum_{(a,c) in P}   <u_a[x_a], u_c[x_c]>                (planted 2nd-order pairs)
                  + sum_{(a,c,e) in T} sum_k u_a[x_a,k] u_c[x_c,k] u_e[x_e,k]  (planted 3rd-order triples)
     y ~ Bernoulli(sigmoid(logit))
 
 Each of the three parts is rescaled to the standard deviation asked for (``first_order_std``, ``pair_std``,
-``triple_std``) and b is solved so that the mean click rate is ``ctr``. The planted pairs and triples are
-stored in ``feature_map.extra["planted"]`` so a test can check that a search recovers them, and models of
-higher order have something FM cannot fit. Shapes mimic Criteo (39 fields), Avazu (24) and iPinYou (16) by
-config. Everything is a deterministic function of ``seed``; encoding follows the real recipes: values seen
-fewer than ``min_count`` times in the train split become the field's OOV id.
+``triple_std``) and b is solved so that the mean click rate is ``ctr``. The other mechanisms change the pair
+part (and ``dynamic`` / ``context`` modulate the other parts), one paper's claim each:
+
+``dynamic`` (DynInt)
+    The strength of every planted term depends on the instance: pairs and triples are multiplied by the gate
+    g(x) = 2 sigmoid(s(x)), s(x) = sum_{c in C} v_c[x_c] rescaled to std ``context_std``, where C are the
+    ``num_context_fields`` fields of smallest vocabulary ("context" such as device or hour). g ranges over
+    (0, 2) around 1, so a static interaction weight can only fit its average.
+``memorize`` (OptInter)
+    ``num_memorized`` of the ``num_pairs`` pairs carry an independent N(0, 1) weight per VALUE PAIR,
+    M_ac[x_a, x_c] (full rank: no low-rank factorization fits it); they join two "mid-cardinality" fields
+    (the middle half of the fields by vocabulary, so that value pairs repeat and can be memorized). The
+    other planted pairs are factorized, <u_a[x_a], u_c[x_c]>; every pair not planted carries nothing (naive).
+``functions`` (AIM)
+    A sparse set of pairs, each with its own interaction function, cycling through ``FUNCTIONS``:
+    inner <u_a, u_c>, kernel u_a^T K_ac u_c (K_ac a random [L, L] matrix) and weighted
+    sum_k h_ac,k u_a,k u_c,k (element-wise product, then a random linear map). Field f's latent vectors
+    are non-zero in their first d_f of L = ``latent_dim`` dims only, d_f uniform in 1..L: the useful
+    embedding size differs by field.
+``context`` (DPN)
+    The parameters of the main fields depend on the values of ``num_context_fields`` context fields C (the
+    smallest vocabularies): field f's first-order weight and planted pair p's term are multiplied by
+    m_j(x) = prod_{c in C} r_jc[x_c], r_jc ~ N(1, ``context_std``^2) per (field or pair, context value), so
+    a feature's effect changes size and even sign with the context.
+
+In ``memorize`` and ``functions`` each pair's term is rescaled to unit std before the pair part is rescaled,
+so every planted pair matters alike. Extra randomness of the four newer mechanisms comes from its own
+stream, so the ids and the uniform draws behind the labels are those of ``interactions`` with the same seed.
+
+The planted truth is stored in ``feature_map.extra["planted"]`` (always ``mechanism``, ``pairs`` and
+``triples``; ``context_fields`` and ``gate`` for ``dynamic`` and ``context``; ``kinds`` aligned with
+``pairs`` for ``memorize``; ``functions`` aligned with ``pairs`` and ``field_dims`` for ``functions``), so
+a test can check that a search recovers it. ``feature_map.extra["oracle"]`` holds, per valid and test split,
+the AUC and log loss of the true click probability sigmoid(logit) against the drawn labels: what the data
+allows. Shapes mimic Criteo (39 fields), Avazu (24) and iPinYou (16) by config. Everything is a
+deterministic function of ``seed``; encoding follows the real recipes: values seen fewer than ``min_count``
+times in the train split become the field's OOV id.
 """
 
 from __future__ import annotations
@@ -22,11 +56,14 @@ from typing import Any
 import numpy as np
 from scipy.optimize import brentq
 from scipy.special import expit
+from scipy.stats import rankdata
 
 from ctrlab.data.cache import SplitArrays, save_split
 from ctrlab.data.schema import FeatureMap, Field
 
 RECIPE_VERSION = 1
+MECHANISMS = ("interactions", "dynamic", "memorize", "functions", "context")
+FUNCTIONS = ("inner", "kernel", "weighted")  # the ``functions`` mechanism's interaction functions, in turn
 
 
 def split_indices(n: int, ratios: list[float], rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -57,8 +94,28 @@ def threshold_encode(raw: np.ndarray, train_rows: np.ndarray, min_count: int) ->
     return encoded, vocab_sizes
 
 
+def auc(score: np.ndarray, label: np.ndarray) -> float:
+    """ROC AUC by the rank-sum (Mann-Whitney) formula; tied scores get their mean rank."""
+    pos = label > 0.5
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(score)
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def log_loss(logit: np.ndarray, label: np.ndarray) -> float:
+    """Mean natural-log binary cross-entropy of sigmoid(logit): log(1 + e^z) - y z, stable for any z."""
+    return float(np.mean(np.logaddexp(0.0, logit) - label * logit))
+
+
+def _scaled(x: np.ndarray, std: float) -> np.ndarray:
+    """``x`` centred and rescaled to standard deviation ``std`` (zeros when either is 0)."""
+    return np.zeros_like(x) if std == 0 or x.std() == 0 else (x - x.mean()) * (std / x.std())
+
+
 class SyntheticSource:
-    """Generates the synthetic dataset; see the module docstring for the model."""
+    """Generates the synthetic dataset; see the module docstring for the model and its mechanisms."""
 
     def __init__(
         self,
@@ -78,77 +135,178 @@ class SyntheticSource:
         split: list[float],
         min_count: int,
         seed: int,
+        mechanism: str = "interactions",
+        num_context_fields: int = 2,
+        context_std: float = 1.0,
+        num_memorized: int = 4,
     ) -> None:
+        if mechanism not in MECHANISMS:
+            raise ValueError(f"data.source.mechanism={mechanism!r} is not one of {', '.join(MECHANISMS)}")
         if num_pairs > num_fields * (num_fields - 1) // 2 or num_triples > len(
             list(combinations(range(num_fields), 3))
         ):
             raise ValueError(f"{name}: more planted pairs/triples than {num_fields} fields allow")
+        if mechanism in ("dynamic", "context") and not 1 <= num_context_fields < num_fields:
+            raise ValueError(
+                f"data.source.num_context_fields={num_context_fields} must be in 1..{num_fields - 1} "
+                f"(fewer than data.source.num_fields={num_fields})"
+            )
+        if context_std < 0:
+            raise ValueError(f"data.source.context_std={context_std} must be >= 0")
+        mid = num_fields - 2 * (num_fields // 4)  # the middle half of the fields by vocabulary
+        if mechanism == "memorize" and not 0 <= num_memorized <= min(num_pairs, mid * (mid - 1) // 2):
+            raise ValueError(
+                f"data.source.num_memorized={num_memorized} must be in 0..{min(num_pairs, mid * (mid - 1) // 2)}: "
+                f"at most data.source.num_pairs={num_pairs} and the pairs of the {mid} mid-vocabulary fields"
+            )
         self.name = name
         self.cfg = dict(locals())
-        del self.cfg["self"]
+        del self.cfg["self"], self.cfg["mid"]
 
     def cache_key(self) -> dict[str, Any]:
         return {"source": "synthetic", "recipe_version": RECIPE_VERSION, **self.cfg}
 
-    def planted(self) -> dict[str, list[list[int]]]:
-        """The planted pairs and triples of field indices (same draw as build())."""
-        rng = np.random.default_rng([self.cfg["seed"], 1])
-        f = self.cfg["num_fields"]
+    def planted(self, vocabs: np.ndarray) -> dict[str, Any]:
+        """The planted structure (field indices), drawn from ``seed`` and the fields' raw vocabularies [F]."""
+        c = self.cfg
+        rng = np.random.default_rng([c["seed"], 1])
+        f = c["num_fields"]
         pairs = list(combinations(range(f), 2))
         triples = list(combinations(range(f), 3))
-        pi = rng.choice(len(pairs), self.cfg["num_pairs"], replace=False)
-        ti = rng.choice(len(triples), self.cfg["num_triples"], replace=False)
-        return {
+        pi = rng.choice(len(pairs), c["num_pairs"], replace=False)
+        ti = rng.choice(len(triples), c["num_triples"], replace=False)
+        out: dict[str, Any] = {
+            "mechanism": c["mechanism"],
             "pairs": sorted([list(pairs[i]) for i in pi]),
             "triples": sorted([list(triples[i]) for i in ti]),
         }
+        by_vocab = np.argsort(vocabs, kind="stable")  # field indices, smallest vocabulary first
+        extra_rng = np.random.default_rng([c["seed"], 2])  # its own stream: the shared draws stay as they are
+        if c["mechanism"] in ("dynamic", "context"):
+            out["context_fields"] = sorted(by_vocab[: c["num_context_fields"]].tolist())
+            out["gate"] = (
+                "2 * sigmoid(s(x)), s(x) = sum_{c in context_fields} v_c[x_c] rescaled to std context_std; "
+                "multiplies every planted pair and triple"
+                if c["mechanism"] == "dynamic"
+                else "prod_{c in context_fields} r_jc[x_c], r_jc ~ N(1, context_std^2); multiplies each field's "
+                "first-order weight and each planted pair's term"
+            )
+        if c["mechanism"] == "memorize":
+            mid = sorted(by_vocab[f // 4 : f - f // 4].tolist())
+            mid_pairs = list(combinations(mid, 2))
+            memorized = [list(mid_pairs[i]) for i in extra_rng.choice(len(mid_pairs), c["num_memorized"], False)]
+            rest = [p for p in out["pairs"] if p not in memorized]
+            factorized = [rest[i] for i in extra_rng.choice(len(rest), c["num_pairs"] - c["num_memorized"], False)]
+            kinds = {**{tuple(p): "memorized" for p in memorized}, **{tuple(p): "factorized" for p in factorized}}
+            out["pairs"] = sorted(memorized + factorized)
+            out["kinds"] = [kinds[tuple(p)] for p in out["pairs"]]
+        if c["mechanism"] == "functions":
+            out["functions"] = [FUNCTIONS[i % len(FUNCTIONS)] for i in extra_rng.permutation(c["num_pairs"])]
+            out["field_dims"] = extra_rng.integers(1, c["latent_dim"] + 1, size=f).tolist()
+        return out
 
-    def _draw_ids(self, rng: np.random.Generator) -> np.ndarray:
+    def _vocabs(self, rng: np.random.Generator) -> np.ndarray:
         c = self.cfg
-        vocabs = np.exp(rng.uniform(np.log(c["min_vocab"]), np.log(c["max_vocab"]), c["num_fields"]))
+        return np.exp(rng.uniform(np.log(c["min_vocab"]), np.log(c["max_vocab"]), c["num_fields"])).astype(int)
+
+    def _draw_ids(self, vocabs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        c = self.cfg
         raw = np.empty((c["num_rows"], c["num_fields"]), dtype=np.int64)
-        for f, v in enumerate(vocabs.astype(int)):  # build time only
+        for f, v in enumerate(vocabs):  # build time only
             p = 1.0 / np.arange(1, v + 1) ** c["zipf_alpha"]
             raw[:, f] = rng.choice(v, size=c["num_rows"], p=p / p.sum())
         return raw
 
-    def _logits(self, raw: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def _logits(self, raw: np.ndarray, planted: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
+        """The true logit [N] of every row (module docstring), ``b`` included."""
         c = self.cfg
         n, num_f = raw.shape
         vmax = int(raw.max()) + 1
         w = rng.normal(size=(num_f, vmax))  # first-order weights
         u = rng.normal(size=(num_f, vmax, c["latent_dim"]))  # latent vectors of the planted terms
+        extra_rng = np.random.default_rng([c["seed"], 3])  # the newer mechanisms' draws, apart from ``rng``
+        mechanism = c["mechanism"]
+        if mechanism == "functions":  # field f's latent vectors use their first d_f dims only
+            u = u * (np.arange(c["latent_dim"]) < np.array(planted["field_dims"])[:, None])[:, None, :]
         fields = np.arange(num_f)
-        first = w[fields, raw].sum(axis=1)  # [N]
-        planted = self.planted()
-        pair = np.zeros(n)
-        for a, b in planted["pairs"]:
-            pair += (u[a, raw[:, a]] * u[b, raw[:, b]]).sum(axis=1)
+        first_terms = w[fields, raw]  # [N, F]
+        pair_terms = np.stack(  # [N, P]
+            [self._pair_term(planted, i, raw, u, extra_rng) for i in range(len(planted["pairs"]))], axis=1
+        ) if planted["pairs"] else np.zeros((n, 0))
         triple = np.zeros(n)
         for a, b, e in planted["triples"]:
             triple += (u[a, raw[:, a]] * u[b, raw[:, b]] * u[e, raw[:, e]]).sum(axis=1)
 
-        def scaled(x: np.ndarray, std: float) -> np.ndarray:
-            return np.zeros_like(x) if std == 0 or x.std() == 0 else (x - x.mean()) * (std / x.std())
+        if mechanism == "dynamic":
+            ctx = planted["context_fields"]
+            s = sum(extra_rng.normal(size=vmax)[raw[:, f]] for f in ctx)  # s(x) = sum_c v_c[x_c]: [N]
+            gate = 2.0 * expit(_scaled(s, c["context_std"]))  # [N]
+            pair_terms, triple = pair_terms * gate[:, None], triple * gate
+        if mechanism == "context":
+            ctx = planted["context_fields"]
 
-        z = scaled(first, c["first_order_std"]) + scaled(pair, c["pair_std"]) + scaled(triple, c["triple_std"])
+            def scales(num: int) -> np.ndarray:  # m_j(x) = prod_c r_jc[x_c] for ``num`` parameters j: [N, num]
+                r = 1.0 + c["context_std"] * extra_rng.normal(size=(len(ctx), vmax, num))
+                return np.prod([r[i, raw[:, f]] for i, f in enumerate(ctx)], axis=0)
+
+            first_terms, pair_terms = first_terms * scales(num_f), pair_terms * scales(pair_terms.shape[1])
+
+        pair = np.zeros(n)
+        for term in pair_terms.T:  # added in turn, not by ``sum(axis=1)``: keeps ``interactions`` bit-identical
+            pair += term
+        z = (
+            _scaled(first_terms.sum(axis=1), c["first_order_std"])
+            + _scaled(pair, c["pair_std"])
+            + _scaled(triple, c["triple_std"])
+        )
         bias = brentq(lambda b: expit(z + b).mean() - c["ctr"], -30.0, 30.0)
         return z + bias
+
+    def _pair_term(
+        self, planted: dict[str, Any], i: int, raw: np.ndarray, u: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        """Planted pair i's term [N]: <u_a, u_c> in ``interactions`` / ``dynamic`` / ``context``; in ``memorize``
+        and ``functions`` its kind's or function's term, rescaled to unit std."""
+        a, b = planted["pairs"][i]
+        ua, ub = u[a, raw[:, a]], u[b, raw[:, b]]  # [N, L]
+        mechanism = self.cfg["mechanism"]
+        if mechanism == "memorize" and planted["kinds"][i] == "memorized":
+            table = rng.normal(size=(raw[:, a].max() + 1, raw[:, b].max() + 1))  # M_ab: a weight per value pair
+            return _scaled(table[raw[:, a], raw[:, b]], 1.0)
+        if mechanism == "functions":
+            function = planted["functions"][i]
+            if function == "kernel":
+                kernel = rng.normal(size=(u.shape[2], u.shape[2])) / np.sqrt(u.shape[2])  # K_ab: [L, L]
+                return _scaled(np.einsum("nk,kl,nl->n", ua, kernel, ub), 1.0)
+            if function == "weighted":
+                return _scaled(ua * ub @ rng.normal(size=u.shape[2]), 1.0)  # sum_k h_k u_a,k u_b,k
+            return _scaled((ua * ub).sum(axis=1), 1.0)
+        term = (ua * ub).sum(axis=1)
+        return _scaled(term, 1.0) if mechanism == "memorize" else term
 
     def build(self, out_dir: Path) -> FeatureMap:
         c = self.cfg
         rng = np.random.default_rng([c["seed"], 0])
-        raw = self._draw_ids(rng)
-        labels = (rng.random(c["num_rows"]) < expit(self._logits(raw, rng))).astype(np.float32)
+        vocabs = self._vocabs(rng)
+        raw = self._draw_ids(vocabs, rng)
+        planted = self.planted(vocabs)
+        uniform = rng.random(c["num_rows"])  # drawn before the weights, as ever: keeps the draws of old caches
+        logit = self._logits(raw, planted, rng)
+        labels = (uniform < expit(logit)).astype(np.float32)
         splits = split_indices(c["num_rows"], list(c["split"]), rng)
         ids, vocab_sizes = threshold_encode(raw, splits["train"], c["min_count"])
         for split, rows in splits.items():
             save_split(out_dir, split, SplitArrays(ids=ids[rows], labels=labels[rows]))
+        oracle = {  # the true model's metrics: what the data allows
+            s: {"auc": auc(logit[rows], labels[rows]), "logloss": log_loss(logit[rows], labels[rows])}
+            for s, rows in splits.items()
+            if s != "train"
+        }
         return FeatureMap(
             dataset=self.name,
             fields=[Field(f"f{i}", v) for i, v in enumerate(vocab_sizes)],
             split_sizes={s: len(r) for s, r in splits.items()},
-            description=f"synthetic {c['num_fields']}-field stand-in, {c['num_rows']:,} rows "
+            description=f"synthetic {c['num_fields']}-field stand-in ({c['mechanism']}), {c['num_rows']:,} rows "
             f"(planted {c['num_pairs']} pairs, {c['num_triples']} triples) — not the paper's data",
-            extra={"planted": self.planted()},
+            extra={"planted": planted, "oracle": oracle},
         )
