@@ -141,7 +141,7 @@ def test_functions_plants_one_function_per_pair_and_a_useful_size_per_field(tmp_
 # 2-layer PIN's degree-3 polynomial cannot follow
 DYNAMIC = dict(num_fields=10, max_vocab=50, num_pairs=6, num_triples=0, first_order_std=0.3, pair_std=3.0,
                context_std=4.0, num_context_fields=4)  # fmt: skip
-PIN = dict(embedding_dim=8, embedding_init_std=1e-2, num_layers=2, num_subspaces=1)
+PIN = dict(embedding_dim=8, embedding_init_std=1e-2, num_layers=2, num_subspaces=1, output_layer="paper")
 
 
 def pin_pair(tmp_path, **kw) -> tuple[float, float, float]:
