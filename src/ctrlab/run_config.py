@@ -46,6 +46,7 @@ class RunKeys(_Keys):
     task_name: str
     tags: list[str] = []
     monitor: Literal["auc", "logloss", "auc_minus_logloss"] = "auc"
+    standin: Literal["interactions", "dynamic", "memorize", "functions", "context"] = "interactions"
 
 
 class DataKeys(_Keys):
