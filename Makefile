@@ -17,7 +17,7 @@ export PYTHONUNBUFFERED := 1
 export WANDB_MODE ?= offline
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-full lint train reproduce-table-1 reproduce-dynint-table-2 reproduce-dynint-table-3 reproduce-dynint-table-4 reproduce-dynint-all benchmark benchmark-preprocess clean
+.PHONY: help install test test-full lint format train reproduce-table-1 reproduce-dynint-table-2 reproduce-dynint-table-3 reproduce-dynint-table-4 reproduce-dynint-all benchmark benchmark-preprocess clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-22s %s\n", $$1, $$2}'
@@ -36,8 +36,12 @@ test: $(STAMP) ## the fast suite: unit + smoke tests (minutes)
 test-full: $(STAMP) ## every test, the slow ones included
 	$(PY) -m pytest -q -m "slow or not slow"
 
-lint: $(STAMP) ## ruff
+lint: $(STAMP) ## ruff check and ruff format --check (make format rewrites)
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+format: $(STAMP) ## ruff format over the tree
+	$(VENV)/bin/ruff format src tests benchmarks
 
 train: $(STAMP) ## one run: make train ARGS="model=deepfm data=synthetic_criteo"
 	$(PY) -m ctrlab.train $(ARGS)

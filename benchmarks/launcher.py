@@ -36,8 +36,13 @@ def sweep(root: Path, name: str, overrides: list[str], threads: int | None = Non
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "ctrlab.train", "-m", *overrides, f"hydra.sweep.dir={out}"],
-                          cwd=ROOT, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "ctrlab.train", "-m", *overrides, f"hydra.sweep.dir={out}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - start
     if done.returncode != 0:
         sys.exit(f"{name} sweep failed:\n{done.stderr[-3000:]}")
@@ -55,9 +60,17 @@ def main() -> None:
     args = parser.parse_args()
 
     rows = int(args.steps * args.batch_size / 0.7) + 1  # the stand-in's train split is 70%
-    job = ["model=deepfm", "data=synthetic_criteo", f"data.num_rows={rows}", f"data.batch_size={args.batch_size}",
-           "trainer.max_epochs=1", "+trainer.limit_val_batches=20", "trainer.enable_progress_bar=false",
-           "logger=csv", "test=false"]
+    job = [
+        "model=deepfm",
+        "data=synthetic_criteo",
+        f"data.num_rows={rows}",
+        f"data.batch_size={args.batch_size}",
+        "trainer.max_epochs=1",
+        "+trainer.limit_val_batches=20",
+        "trainer.enable_progress_bar=false",
+        "logger=csv",
+        "test=false",
+    ]
     seeds = "seed=" + ",".join(str(s) for s in range(1, args.jobs + 1))
     # name -> (overrides, torch threads per job); "basic, 1 thread" separates the gain of running jobs side by
     # side from that of fewer threads per job (threads that fight for busy cores are slower than one)
@@ -78,13 +91,17 @@ def main() -> None:
             for i, (name, (extra, threads)) in enumerate(launchers.items()):
                 steps = f"+trainer.limit_train_batches={args.steps}"
                 wall, fits = sweep(root, f"{i}_{r}", [*job, steps, seeds, *extra], threads)
-                print(f"  {name:>17}: {wall:7.1f} s wall; fit per job {', '.join(f'{f:.1f}' for f in fits)} s "
-                      f"(load average {os.getloadavg()[0]:.2f})")
+                print(
+                    f"  {name:>17}: {wall:7.1f} s wall; fit per job {', '.join(f'{f:.1f}' for f in fits)} s "
+                    f"(load average {os.getloadavg()[0]:.2f})"
+                )
                 if name not in best or wall < best[name][0]:
                     best[name] = (wall, fits)
     (basic, _), (basic_one, _), (parallel, _) = best.values()
-    print(f"basic / joblib wall time: {basic / parallel:.2f}x; basic with 1 thread / joblib: "
-          f"{basic_one / parallel:.2f}x (above 1: the parallel sweep is faster)")
+    print(
+        f"basic / joblib wall time: {basic / parallel:.2f}x; basic with 1 thread / joblib: "
+        f"{basic_one / parallel:.2f}x (above 1: the parallel sweep is faster)"
+    )
 
 
 if __name__ == "__main__":

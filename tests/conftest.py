@@ -35,5 +35,8 @@ def synthetic_triples(tmp_path_factory) -> tuple[FeatureMap, dict[str, SplitArra
 @pytest.fixture
 def tiny_feature_map() -> FeatureMap:
     vocab = [5, 7, 3, 11, 4]
-    return FeatureMap(dataset="tiny", fields=[Field(f"f{i}", v) for i, v in enumerate(vocab)],
-                      split_sizes={"train": 0, "valid": 0, "test": 0})
+    return FeatureMap(
+        dataset="tiny",
+        fields=[Field(f"f{i}", v) for i, v in enumerate(vocab)],
+        split_sizes={"train": 0, "valid": 0, "test": 0},
+    )

@@ -25,9 +25,22 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 def synthetic_source(**overrides) -> SyntheticSource:
     """A small synthetic dataset whose planted interactions are strong enough to learn in seconds."""
     cfg = dict(
-        name="test_synthetic", num_rows=50_000, num_fields=16, min_vocab=8, max_vocab=100, zipf_alpha=1.05,
-        num_pairs=8, num_triples=4, latent_dim=4, first_order_std=0.5, pair_std=1.5, triple_std=0.0,
-        ctr=0.25, split=[0.7, 0.1, 0.2], min_count=5, seed=0,
+        name="test_synthetic",
+        num_rows=50_000,
+        num_fields=16,
+        min_vocab=8,
+        max_vocab=100,
+        zipf_alpha=1.05,
+        num_pairs=8,
+        num_triples=4,
+        latent_dim=4,
+        first_order_std=0.5,
+        pair_std=1.5,
+        triple_std=0.0,
+        ctr=0.25,
+        split=[0.7, 0.1, 0.2],
+        min_count=5,
+        seed=0,
     )
     cfg.update(overrides)
     return SyntheticSource(**cfg)

@@ -354,8 +354,14 @@ def test_hydra_config_builds_the_source(tmp_path):
 def test_train_entry_point_end_to_end(tmp_path):
     meta = [json.dumps({"asin": f"i{i:04d}", "categories": [["E", f"c{i % 5}"]]}) for i in range(30)]
     root = write_dataset(tmp_path / "raw", reviews=random_reviews(80, 30, seed=2), meta=meta, gz=True)
-    metrics = train_cli(tmp_path, "data=amazon_electronics", f"data.source.root={root}", "model=fm",
-                        "data.source.max_len=8", "data.batch_size=128")
+    metrics = train_cli(
+        tmp_path,
+        "data=amazon_electronics",
+        f"data.source.root={root}",
+        "model=fm",
+        "data.source.max_len=8",
+        "data.batch_size=128",
+    )
     assert metrics["status"] == "completed" and metrics["paper_dataset"] == "amazon_electronics"
     sizes = metrics["split_sizes"]
     assert sizes["test"] == 160 and sizes["valid"] % 2 == 0 and 0 < sizes["valid"] < 60  # ~10% of 80 users

@@ -180,7 +180,10 @@ def test_leftovers_of_dead_builds_are_removed_and_a_live_ones_kept(tmp_path):
         (tmp / "train_ids.npy").write_bytes(b"half")
     cache.prepare(src, tmp_path)
     assert {what: tmp.exists() for what, tmp in leftovers.items()} == {
-        "dead": False, "dead, from before host names": False, "live": True, "another host's": True,
+        "dead": False,
+        "dead, from before host names": False,
+        "live": True,
+        "another host's": True,
     }
 
 

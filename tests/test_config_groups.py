@@ -116,8 +116,11 @@ def test_ablation_without_its_part_stops_naming_model_and_ablation(model, ablati
 
 
 def test_an_unknown_model_key_stops_at_start_listing_the_arguments():
-    with pytest.raises(ConfigError, match=r"model=fm: FM has no argument `model.mlp_hidden` \(it takes: "
-                                          r"embedding_dim, embedding_init_std\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model=fm: FM has no argument `model.mlp_hidden` \(it takes: "
+        r"embedding_dim, embedding_init_std\)",
+    ):
         check_config(compose_cfg(["model=fm", "+model.mlp_hidden=[8]"]))
 
 
@@ -147,7 +150,8 @@ def test_an_experiment_can_pick_an_ablation(tmp_path):
     experiment = tmp_path / "experiment" / "probe"
     experiment.mkdir(parents=True)
     (experiment / "no_dnn.yaml").write_text(
-        "# @package _global_\ndefaults:\n  - override /ablation: interaction_only\n  - _self_\ntask_name: probe\n")
+        "# @package _global_\ndefaults:\n  - override /ablation: interaction_only\n  - _self_\ntask_name: probe\n"
+    )
     cfg = compose_cfg(["experiment=probe/no_dnn", f"hydra.searchpath=[file://{tmp_path}]"])
     assert HydraConfig.get().runtime.choices.ablation == "interaction_only" and cfg.model.mlp_hidden is None
 
@@ -159,18 +163,22 @@ def test_ablation_multirun_over_models(tmp_path):
     cmd = [sys.executable, "-m", "ctrlab.train", "-m", "ablation=none,interaction_only", "model=deepfm,xdeepint",
            "debug=smoke", "data.num_rows=2000", f"hydra.sweep.dir={tmp_path / 'sweep'}",
            f"paths.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
-    done = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     jobs = [json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").glob("*/metrics.json"))]
     by_job = {(j["model"], j["ablation"]): j for j in jobs}
-    assert len(jobs) == 4 and set(by_job) == {(m, a) for m in ("deepfm", "xdeepint")
-                                              for a in ("none", "interaction_only")}
+    assert len(jobs) == 4 and set(by_job) == {
+        (m, a) for m in ("deepfm", "xdeepint") for a in ("none", "interaction_only")
+    }
     assert all(j["status"] == "completed" for key, j in by_job.items() if key != ("xdeepint", "interaction_only"))
     failed = by_job["xdeepint", "interaction_only"]
     assert failed["status"] == "failed"
-    assert "model=xdeepint with ablation=interaction_only: XDeepInt has no argument `model.mlp_hidden`" in (
-        failed["error"])
+    assert (
+        "model=xdeepint with ablation=interaction_only: XDeepInt has no argument `model.mlp_hidden`"
+        in (failed["error"])
+    )
     resolved = [OmegaConf.load(p).model for p in (tmp_path / "sweep").glob("*/config_resolved.yaml")]
     deepfm = sorted(str(m.mlp_hidden) for m in resolved if m._target_.endswith("DeepFM"))
     assert deepfm == ["None", "[400, 400, 400]"]
@@ -203,7 +211,10 @@ def test_debug_overfit_drives_the_train_loss_down_on_one_batch(tmp_path):
 def test_debug_limit_bounds_every_loop(tmp_path):
     cfg = compose_cfg(["debug=limit"])
     assert (cfg.trainer.limit_train_batches, cfg.trainer.limit_val_batches, cfg.trainer.limit_test_batches) == (
-        20, 5, 5)
+        20,
+        5,
+        5,
+    )
     assert cfg.data.num_rows == compose_cfg([]).data.num_rows  # the data in full, unlike smoke
     metrics = run(tmp_path, ["debug=limit", *TINY])  # 2100 train rows / 64 = 33 batches an epoch without it
     assert metrics["status"] == "completed" and metrics["global_step"] == 2 * 20 and metrics["epochs"] == 2
@@ -249,8 +260,12 @@ def test_local_env_set_gives_the_data_configs_their_raw_file(tmp_path, monkeypat
     """configs/local/example.yaml's way to name raw data: hydra.job.env_set feeds ${oc.env:CRITEO} of data=criteo."""
     criteo = tmp_path / "train.txt"
     rng = random.Random(0)  # label, I1..I13, C1..C26
-    rows = [[str(rng.randint(0, 1))] + [str(rng.randint(0, 9)) for _ in range(13)]
-            + [f"{rng.randint(0, 5):08x}" for _ in range(26)] for _ in range(300)]
+    rows = [
+        [str(rng.randint(0, 1))]
+        + [str(rng.randint(0, 9)) for _ in range(13)]
+        + [f"{rng.randint(0, 5):08x}" for _ in range(26)]
+        for _ in range(300)
+    ]
     criteo.write_text("".join("\t".join(r) + "\n" for r in rows))
     local = f"# @package _global_\nhydra:\n  job:\n    env_set:\n      CRITEO: ${{oc.env:CRITEO,{criteo}}}\n"
     monkeypatch.delenv("CRITEO", raising=False)
@@ -258,7 +273,8 @@ def test_local_env_set_gives_the_data_configs_their_raw_file(tmp_path, monkeypat
     cmd = [sys.executable, "-m", "ctrlab.train", f"--config-path={configs_copy(tmp_path, local)}", "data=criteo",
            "data.source.min_count=1", "debug=fdr", "model.mlp_hidden=[8]", f"hydra.run.dir={out}",
            f"paths.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
-    done = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((out / "metrics.json").read_text())["split_sizes"]["train"] == 210  # 70% of the 300 lines

@@ -228,8 +228,9 @@ def reference(
     return out, vocab_sizes
 
 
-@pytest.mark.parametrize("recipe,transform", [("dynint", "log1p_square"), ("dynint", "log_squared"),
-                                              ("optinter", None)])
+@pytest.mark.parametrize(
+    "recipe,transform", [("dynint", "log1p_square"), ("dynint", "log_squared"), ("optinter", None)]
+)
 @pytest.mark.parametrize("chunk_rows", [97, 100_000])
 def test_matches_the_plain_reference(tmp_path, recipe, transform, chunk_rows):
     """Streaming, vectorised build == the row-by-row reference, whatever the chunk size."""

@@ -51,6 +51,7 @@ def generator_by_hand(net: torch.nn.Sequential, x0: torch.Tensor) -> torch.Tenso
 
 # --- subspace-crossing and the PIN layer -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("h", [1, 2, 4, D])
 def test_split_subspaces_stacks_field_chunks(h):
     emb = torch.randn(3, 5, D)
@@ -92,8 +93,14 @@ def direct_eq2(rows: list[torch.Tensor], w_out: torch.Tensor, b_out: torch.Tenso
 @pytest.mark.parametrize("h", [1, 4])
 def test_xdeepint_is_embedding_pin_stack_and_eq2(h, output_layer, tiny_feature_map):
     torch.manual_seed(0)
-    model = XDeepInt(tiny_feature_map, embedding_dim=D, embedding_init_std=0.5, num_layers=3, num_subspaces=h,
-                     output_layer=output_layer)
+    model = XDeepInt(
+        tiny_feature_map,
+        embedding_dim=D,
+        embedding_init_std=0.5,
+        num_layers=3,
+        num_subspaces=h,
+        output_layer=output_layer,
+    )
     torch.nn.init.normal_(model.output.bias)
     batch = random_batch(tiny_feature_map, 4)
     x0_rows = subspace_rows(model.embedding(batch).detach(), h)
@@ -110,8 +117,14 @@ def test_xdeepint_is_embedding_pin_stack_and_eq2(h, output_layer, tiny_feature_m
 
 @pytest.mark.parametrize("output_layer", ["paper", "per_subspace"])
 def test_zero_layers_is_a_logistic_regression(output_layer, tiny_feature_map):
-    model = XDeepInt(tiny_feature_map, embedding_dim=4, embedding_init_std=0.5, num_layers=0, num_subspaces=2,
-                     output_layer=output_layer)
+    model = XDeepInt(
+        tiny_feature_map,
+        embedding_dim=4,
+        embedding_init_std=0.5,
+        num_layers=0,
+        num_subspaces=2,
+        output_layer=output_layer,
+    )
     batch = random_batch(tiny_feature_map, 6)
     emb = model.embedding(batch)  # [B, F, D]
     if output_layer == "paper":  # one weight per field over all D dims; the bias counted D = 4 times
@@ -124,11 +137,18 @@ def test_zero_layers_is_a_logistic_regression(output_layer, tiny_feature_map):
 
 def test_output_layer_is_checked_by_name(tiny_feature_map):
     with pytest.raises(ValueError, match=r"model\.output_layer = 'merged' is not one of \['paper', 'per_subspace'\]"):
-        XDeepInt(tiny_feature_map, embedding_dim=4, embedding_init_std=0.5, num_layers=1, num_subspaces=2,
-                 output_layer="merged")
+        XDeepInt(
+            tiny_feature_map,
+            embedding_dim=4,
+            embedding_init_std=0.5,
+            num_layers=1,
+            num_subspaces=2,
+            output_layer="merged",
+        )
 
 
 # --- the dynamic layers against dense per-instance matrices --------------------------------------------
+
 
 @pytest.mark.parametrize("h,r", [(1, 2), (2, 4), (D, 4)])
 def test_dynamic_activation_is_eq4_per_example(h, r):
@@ -174,11 +194,14 @@ def test_dynamic_weighted_matches_dense_per_instance_g(h, k, r):
         torch.testing.assert_close(out[b], x[b] * ((g_b * w) @ x0[b]) + x[b], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("make", [
-    lambda f: DynamicActivationPIN(f, f, 2),
-    lambda f: DynamicGeneratedPIN(f, f, 3, 2),
-    lambda f: DynamicWeightedPIN(f, f, 2, 2),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda f: DynamicActivationPIN(f, f, 2),
+        lambda f: DynamicGeneratedPIN(f, f, 3, 2),
+        lambda f: DynamicWeightedPIN(f, f, 2, 2),
+    ],
+)
 def test_generators_see_a_stop_gradient_x0(make):
     """X0's gradient through a dynamic layer equals the gradient with the generated values held constant."""
     torch.manual_seed(0)
@@ -196,11 +219,15 @@ def test_generators_see_a_stop_gradient_x0(make):
 
 # --- starting points ----------------------------------------------------------------------------------------
 
+
 def criteo_like_map(num_fields: int = 39):
     from ctrlab.data.schema import FeatureMap, Field
 
-    return FeatureMap(dataset="c", fields=[Field(f"f{i}", 50) for i in range(num_fields)],
-                      split_sizes={"train": 0, "valid": 0, "test": 0})
+    return FeatureMap(
+        dataset="c",
+        fields=[Field(f"f{i}", 50) for i in range(num_fields)],
+        split_sizes={"train": 0, "valid": 0, "test": 0},
+    )
 
 
 @pytest.mark.parametrize("std", [1e-2, 1.0])
@@ -208,10 +235,26 @@ def test_da_gates_and_dgp_sigma_start_near_one(std):
     torch.manual_seed(0)
     fm = criteo_like_map()
     batch = random_batch(fm, 64)
-    da = DynIntDA(fm, embedding_dim=16, embedding_init_std=std, num_layers=3, num_subspaces=4,
-                  output_layer="paper", reduction_ratio=8)
-    dgp = DynIntDGP(fm, embedding_dim=16, embedding_init_std=std, num_layers=3, num_subspaces=4, output_layer="paper",
-                    reduction_ratio=8, kernel_size=64, ortho_lambda=1e-3)
+    da = DynIntDA(
+        fm,
+        embedding_dim=16,
+        embedding_init_std=std,
+        num_layers=3,
+        num_subspaces=4,
+        output_layer="paper",
+        reduction_ratio=8,
+    )
+    dgp = DynIntDGP(
+        fm,
+        embedding_dim=16,
+        embedding_init_std=std,
+        num_layers=3,
+        num_subspaces=4,
+        output_layer="paper",
+        reduction_ratio=8,
+        kernel_size=64,
+        ortho_lambda=1e-3,
+    )
     x0 = split_subspaces(da.embedding(batch), 4)
     with torch.no_grad():
         for layer in da.layers:
@@ -228,8 +271,17 @@ def test_da_gates_and_dgp_sigma_start_near_one(std):
 def test_dwp_weighting_matrix_starts_near_one(k):
     torch.manual_seed(0)
     fm = criteo_like_map()
-    dwp = DynIntDWP(fm, embedding_dim=16, embedding_init_std=1e-2, num_layers=2, num_subspaces=2, output_layer="paper",
-                    reduction_ratio=8, rank=k, ortho_lambda=1e-3)
+    dwp = DynIntDWP(
+        fm,
+        embedding_dim=16,
+        embedding_init_std=1e-2,
+        num_layers=2,
+        num_subspaces=2,
+        output_layer="paper",
+        reduction_ratio=8,
+        rank=k,
+        ortho_lambda=1e-3,
+    )
     x0 = split_subspaces(dwp.embedding(random_batch(fm, 32)), 2)
     with torch.no_grad():
         for layer in dwp.layers:
@@ -241,36 +293,55 @@ def test_dwp_weighting_matrix_starts_near_one(k):
 
 # --- orthogonal regularisation (eqs. 11-12) ---------------------------------------------------------------
 
+
 def abs_cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a @ b / (a.norm() * b.norm())).abs()
 
 
 def test_pairwise_abs_cosine_is_a_double_loop():
     vecs = torch.randn(3, 5, 7)
-    expected = torch.stack([
-        sum(abs_cos(vecs[i, p], vecs[i, q]) for p in range(5) for q in range(p)) for i in range(3)
-    ])
+    expected = torch.stack([sum(abs_cos(vecs[i, p], vecs[i, q]) for p in range(5) for q in range(p)) for i in range(3)])
     torch.testing.assert_close(pairwise_abs_cosine(vecs), expected)
 
 
 def test_dgp_penalty_is_eq11_over_static_columns(tiny_feature_map):
     torch.manual_seed(0)
-    model = DynIntDGP(tiny_feature_map, embedding_dim=4, embedding_init_std=0.1, num_layers=2, num_subspaces=2,
-                      output_layer="paper", reduction_ratio=2, kernel_size=4, ortho_lambda=0.3)
+    model = DynIntDGP(
+        tiny_feature_map,
+        embedding_dim=4,
+        embedding_init_std=0.1,
+        num_layers=2,
+        num_subspaces=2,
+        output_layer="paper",
+        reduction_ratio=2,
+        kernel_size=4,
+        ortho_lambda=0.3,
+    )
     for layer in model.layers:  # move U, V off their orthogonal start, where the penalty is 0
         torch.nn.init.normal_(layer.u)
         torch.nn.init.normal_(layer.v)
     expected = 0.3 * sum(
         abs_cos(layer.u[:, p], layer.u[:, q]) + abs_cos(layer.v[:, p], layer.v[:, q])
-        for layer in model.layers for p in range(4) for q in range(p)
+        for layer in model.layers
+        for p in range(4)
+        for q in range(p)
     )
     batch = random_batch(tiny_feature_map, 3)
     torch.testing.assert_close(model.regularization(batch, model.forward_train(batch))["orthogonal"], expected)
 
 
 def test_dgp_penalty_starts_at_zero_when_k_fits(tiny_feature_map):
-    model = DynIntDGP(tiny_feature_map, embedding_dim=4, embedding_init_std=0.1, num_layers=2, num_subspaces=2,
-                      output_layer="paper", reduction_ratio=2, kernel_size=4, ortho_lambda=1.0)  # K = 4 <= F' = 10
+    model = DynIntDGP(
+        tiny_feature_map,
+        embedding_dim=4,
+        embedding_init_std=0.1,
+        num_layers=2,
+        num_subspaces=2,
+        output_layer="paper",
+        reduction_ratio=2,
+        kernel_size=4,
+        ortho_lambda=1.0,
+    )  # K = 4 <= F' = 10
     batch = random_batch(tiny_feature_map, 3)
     assert model.regularization(batch, model.forward_train(batch))["orthogonal"].item() < 1e-5
 
@@ -278,8 +349,17 @@ def test_dgp_penalty_starts_at_zero_when_k_fits(tiny_feature_map):
 def test_dwp_penalty_is_eq12_averaged_over_the_batch(tiny_feature_map):
     torch.manual_seed(0)
     k, lam = 3, 0.2
-    model = DynIntDWP(tiny_feature_map, embedding_dim=4, embedding_init_std=0.5, num_layers=2, num_subspaces=2,
-                      output_layer="paper", reduction_ratio=2, rank=k, ortho_lambda=lam)
+    model = DynIntDWP(
+        tiny_feature_map,
+        embedding_dim=4,
+        embedding_init_std=0.5,
+        num_layers=2,
+        num_subspaces=2,
+        output_layer="paper",
+        reduction_ratio=2,
+        rank=k,
+        ortho_lambda=lam,
+    )
     for layer in model.layers:
         torch.nn.init.normal_(layer.factor_net[2].weight)  # make the per-instance pairs differ
     batch = random_batch(tiny_feature_map, 5)
@@ -295,8 +375,17 @@ def test_dwp_penalty_is_eq12_averaged_over_the_batch(tiny_feature_map):
 
 def test_dwp_penalty_reads_its_own_forward_not_the_last_one(tiny_feature_map):
     torch.manual_seed(0)
-    model = DynIntDWP(tiny_feature_map, embedding_dim=4, embedding_init_std=0.5, num_layers=2, num_subspaces=1,
-                      output_layer="paper", reduction_ratio=2, rank=3, ortho_lambda=0.1)
+    model = DynIntDWP(
+        tiny_feature_map,
+        embedding_dim=4,
+        embedding_init_std=0.5,
+        num_layers=2,
+        num_subspaces=1,
+        output_layer="paper",
+        reduction_ratio=2,
+        rank=3,
+        ortho_lambda=0.1,
+    )
     for layer in model.layers:
         torch.nn.init.normal_(layer.factor_net[2].weight)
     first, second = random_batch(tiny_feature_map, 4, seed=1), random_batch(tiny_feature_map, 4, seed=2)
@@ -311,8 +400,17 @@ def test_dwp_copies_and_pickles_after_a_forward(tiny_feature_map):
     import copy
     import pickle
 
-    model = DynIntDWP(tiny_feature_map, embedding_dim=4, embedding_init_std=0.5, num_layers=1, num_subspaces=1,
-                      output_layer="paper", reduction_ratio=2, rank=2, ortho_lambda=0.1)
+    model = DynIntDWP(
+        tiny_feature_map,
+        embedding_dim=4,
+        embedding_init_std=0.5,
+        num_layers=1,
+        num_subspaces=1,
+        output_layer="paper",
+        reduction_ratio=2,
+        rank=2,
+        ortho_lambda=0.1,
+    )
     batch = random_batch(tiny_feature_map, 4)
     model(batch).sum().backward()
     for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
@@ -322,10 +420,26 @@ def test_dwp_copies_and_pickles_after_a_forward(tiny_feature_map):
 
 def test_penalty_off_and_da_has_none(tiny_feature_map):
     batch = random_batch(tiny_feature_map, 4)
-    dwp = DynIntDWP(tiny_feature_map, embedding_dim=4, embedding_init_std=0.5, num_layers=1, num_subspaces=1,
-                    output_layer="paper", reduction_ratio=2, rank=2, ortho_lambda=0.0)
-    da = DynIntDA(tiny_feature_map, embedding_dim=4, embedding_init_std=0.5, num_layers=1, num_subspaces=1,
-                  output_layer="paper", reduction_ratio=2)
+    dwp = DynIntDWP(
+        tiny_feature_map,
+        embedding_dim=4,
+        embedding_init_std=0.5,
+        num_layers=1,
+        num_subspaces=1,
+        output_layer="paper",
+        reduction_ratio=2,
+        rank=2,
+        ortho_lambda=0.0,
+    )
+    da = DynIntDA(
+        tiny_feature_map,
+        embedding_dim=4,
+        embedding_init_std=0.5,
+        num_layers=1,
+        num_subspaces=1,
+        output_layer="paper",
+        reduction_ratio=2,
+    )
     assert dwp.regularization(batch, dwp.forward_train(batch)) == {}
     assert da.regularization(batch, da.forward_train(batch)) == {}
 
@@ -334,14 +448,23 @@ def test_penalty_off_and_da_has_none(tiny_feature_map):
 
 MODELS = {
     "xdeepint": lambda fm: XDeepInt(fm, 8, 0.1, num_layers=2, num_subspaces=2, output_layer="paper"),
-    "dynint_da": lambda fm: DynIntDA(fm, 8, 0.1, num_layers=2, num_subspaces=2,
-                                     output_layer="paper", reduction_ratio=4),
-    "dynint_dgp": lambda fm: DynIntDGP(fm, 8, 0.1, num_layers=2, num_subspaces=2,
-                                       output_layer="paper", reduction_ratio=4,
-                                       kernel_size=6, ortho_lambda=1e-3),
-    "dynint_dwp": lambda fm: DynIntDWP(fm, 8, 0.1, num_layers=2, num_subspaces=2,
-                                       output_layer="paper", reduction_ratio=4, rank=2,
-                                       ortho_lambda=1e-3),
+    "dynint_da": lambda fm: DynIntDA(
+        fm, 8, 0.1, num_layers=2, num_subspaces=2, output_layer="paper", reduction_ratio=4
+    ),
+    "dynint_dgp": lambda fm: DynIntDGP(
+        fm,
+        8,
+        0.1,
+        num_layers=2,
+        num_subspaces=2,
+        output_layer="paper",
+        reduction_ratio=4,
+        kernel_size=6,
+        ortho_lambda=1e-3,
+    ),
+    "dynint_dwp": lambda fm: DynIntDWP(
+        fm, 8, 0.1, num_layers=2, num_subspaces=2, output_layer="paper", reduction_ratio=4, rank=2, ortho_lambda=1e-3
+    ),
 }
 
 
@@ -372,6 +495,7 @@ def test_model_config_instantiates(name, tiny_feature_map):
 
 # --- memory: the fast paths never hold a B×F'×F' tensor for backward ------------------------------------
 
+
 def saved_numels(layer: torch.nn.Module, x: torch.Tensor) -> list[int]:
     numels: list[int] = []
 
@@ -390,11 +514,14 @@ class NaiveGeneratedPIN(DynamicGeneratedPIN):
         return x * torch.bmm(w, x0) + x
 
 
-@pytest.mark.parametrize("make", [
-    lambda f: DynamicGeneratedPIN(f, f, kernel_size=4, reduction_ratio=4),
-    lambda f: DynamicWeightedPIN(f, f, rank=2, reduction_ratio=4),
-    lambda f: DynamicActivationPIN(f, f, reduction_ratio=4),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda f: DynamicGeneratedPIN(f, f, kernel_size=4, reduction_ratio=4),
+        lambda f: DynamicWeightedPIN(f, f, rank=2, reduction_ratio=4),
+        lambda f: DynamicActivationPIN(f, f, reduction_ratio=4),
+    ],
+)
 def test_fast_paths_save_no_batch_by_field_by_field_tensor(make):
     b, f = 8, 50  # B*F*F = 20000, larger than anything the fast paths should keep (B*K*F = 800, F*F = 2500)
     x = torch.randn(b, f, 1, requires_grad=True)
@@ -404,6 +531,7 @@ def test_fast_paths_save_no_batch_by_field_by_field_tensor(make):
 
 
 # --- learning -----------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def triples_baselines(synthetic_triples):
@@ -435,8 +563,9 @@ def pairs_lr_auc(synthetic_pairs):
 def test_dynint_variants_learn_planted_pairs(name, synthetic_pairs, pairs_lr_auc):
     fm, splits = synthetic_pairs
     torch.manual_seed(0)
-    common = dict(embedding_dim=8, embedding_init_std=1e-2, num_layers=3, num_subspaces=1,
-                  output_layer="paper", reduction_ratio=4)
+    common = dict(
+        embedding_dim=8, embedding_init_std=1e-2, num_layers=3, num_subspaces=1, output_layer="paper", reduction_ratio=4
+    )
     model = {
         "dynint_da": lambda: DynIntDA(fm, **common),
         "dynint_dgp": lambda: DynIntDGP(fm, **common, kernel_size=16, ortho_lambda=1e-3),

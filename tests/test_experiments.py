@@ -49,8 +49,10 @@ def test_every_row_of_dynint_tables_1_and_2_has_a_model():
         assert len(implemented_models("dynint", key, spec["row_configs"])) == len(rows), key
 
 
-@pytest.mark.parametrize("model,paper_optimizer", [("lr", "FTRL"), ("fm", "FTRL"), ("deepfm", "Adam"),
-                                                   ("xdeepint", "FTRL"), ("dynint_dwp", "FTRL")])
+@pytest.mark.parametrize(
+    "model,paper_optimizer",
+    [("lr", "FTRL"), ("fm", "FTRL"), ("deepfm", "Adam"), ("xdeepint", "FTRL"), ("dynint_dwp", "FTRL")],
+)
 def test_model_configs_choose_their_papers_optimizer_and_the_command_line_wins(model, paper_optimizer):
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         chosen = compose("train", overrides=[f"model={model}"]).optimizer.families
@@ -61,24 +63,25 @@ def test_model_configs_choose_their_papers_optimizer_and_the_command_line_wins(m
     assert list(forced) == ["default"] and forced.default._target_ == "torch.optim.Adam"
 
 
-SEARCH_CASES = [(exp, model, space) for exp in EXPERIMENTS
-                for model, space in experiment_spec(exp)["grids"].items()]
+SEARCH_CASES = [(exp, model, space) for exp in EXPERIMENTS for model, space in experiment_spec(exp)["grids"].items()]
 
 
 @pytest.mark.parametrize("experiment,model,space", SEARCH_CASES)
-def test_grids_compose_at_their_corners_and_sweep_only_grid_keys(experiment, model, space,
-                                                                                 tiny_feature_map):
+def test_grids_compose_at_their_corners_and_sweep_only_grid_keys(experiment, model, space, tiny_feature_map):
     assert model in _models(experiment), f"{space} names {model}, which the experiment does not run"
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        base = compose("train", overrides=[f"experiment={experiment}", f"model={model}", f"grid={space}",
-                                           "scale=paper"], return_hydra_config=True)
-        params = {k: str(v).split(",") for k, v in base.hydra.sweeper.params.items()
-                  if k.startswith("grid.")}
+        base = compose(
+            "train",
+            overrides=[f"experiment={experiment}", f"model={model}", f"grid={space}", "scale=paper"],
+            return_hydra_config=True,
+        )
+        params = {k: str(v).split(",") for k, v in base.hydra.sweeper.params.items() if k.startswith("grid.")}
         assert set(params) == {f"grid.{k}" for k in base.grid}, "every swept value is recorded"
         for corner in (0, -1):  # the smallest and the largest grid point build
             overrides = [f"{k}={v[corner]}" for k, v in params.items()]
-            cfg = compose("train", overrides=[f"experiment={experiment}", f"model={model}", f"grid={space}",
-                                              *overrides])
+            cfg = compose(
+                "train", overrides=[f"experiment={experiment}", f"model={model}", f"grid={space}", *overrides]
+            )
             net = instantiate(cfg.model, _partial_=True)(feature_map=tiny_feature_map)
             assert net.num_parameters() > 0
             for k, v in params.items():  # the grid value reaches the run
@@ -90,8 +93,10 @@ def test_paper_scale_runs_one_grid_per_gridded_model():
 
     spec = experiment_spec("dynint/table1")
     assert _sweeps(spec, "lr,deepfm", "default") == {"all": ["model=lr,deepfm"]}
-    assert _sweeps(spec, "lr,deepfm", "paper") == {"lr": ["model=lr", "grid=dynint/ftrl"],
-                                                  "deepfm": ["model=deepfm", "grid=dynint/mlp"]}
+    assert _sweeps(spec, "lr,deepfm", "paper") == {
+        "lr": ["model=lr", "grid=dynint/ftrl"],
+        "deepfm": ["model=deepfm", "grid=dynint/mlp"],
+    }
     assert _sweeps(spec, "lr,poly2", "paper")["all"] == ["model=poly2"]
 
 

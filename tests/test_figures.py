@@ -10,16 +10,36 @@ import pytest
 
 from ctrlab.report.figures import write_figure
 
-SPEC = {"paper": "dynint", "label": "Figure X", "caption": "a caption", "x_label": "K", "claim": "it rises",
-        "series_label": "λ"}
+SPEC = {
+    "paper": "dynint",
+    "label": "Figure X",
+    "caption": "a caption",
+    "x_label": "K",
+    "claim": "it rises",
+    "series_label": "λ",
+}
 
 
 def _job(job: Path, config: str, row: str, seed: int, auc: float) -> None:
     job.mkdir(parents=True)
-    (job / "metrics.json").write_text(json.dumps({
-        "model": config, "paper_row": row, "data": "synthetic_criteo", "paper_dataset": "criteo",
-        "data_description": "synthetic 39-field stand-in", "seed": seed, "status": "completed", "epochs": 1,
-        "test/auc": auc, "test/logloss": 1 - auc, "val/auc": auc, "val/logloss": 1 - auc}))
+    (job / "metrics.json").write_text(
+        json.dumps(
+            {
+                "model": config,
+                "paper_row": row,
+                "data": "synthetic_criteo",
+                "paper_dataset": "criteo",
+                "data_description": "synthetic 39-field stand-in",
+                "seed": seed,
+                "status": "completed",
+                "epochs": 1,
+                "test/auc": auc,
+                "test/logloss": 1 - auc,
+                "val/auc": auc,
+                "val/logloss": 1 - auc,
+            }
+        )
+    )
 
 
 def test_figure_points_are_means_over_runs_at_each_x(tmp_path):
@@ -44,7 +64,8 @@ def test_curves_average_validation_logs_per_series(tmp_path):
         (runs / str(num) / "csv").mkdir()
         (runs / str(num) / "csv" / "metrics.csv").write_text(
             "epoch,step,train/loss,val/auc,val/logloss\n"
-            f"0,9,0.6,,\n0,10,,{0.6 + shift},0.5\n0,20,,{0.7 + shift},0.4\n0,20,,0.99,0.1\n")  # last: best ckpt
+            f"0,9,0.6,,\n0,10,,{0.6 + shift},0.5\n0,20,,{0.7 + shift},0.4\n0,20,,0.99,0.1\n"
+        )  # last: best ckpt
     write_figure({**SPEC, "key": "curve", "kind": "curve"}, [runs], tmp_path / "out", "smoke")
     curves = pl.read_csv(tmp_path / "out" / "curve.csv")
     zero = curves.filter(pl.col("series") == 0.0)

@@ -36,6 +36,7 @@ def close(actual: torch.Tensor, expected: list) -> None:
 
 # --- FTRL ---------------------------------------------------------------------------------------------------
 
+
 def test_ftrl_three_steps_by_hand():
     """α = 0.5, β = 1, λ1 = 0.1, λ2 = 0.2, n0 = 0, textbook (no warm start). Four coordinates:
     0 and 1 get gradients in different steps, 2 stays inside the L1 dead zone, 3 never gets a gradient."""
@@ -82,6 +83,7 @@ def test_ftrl_initial_accumulator_and_zero_beta():
 
 
 # --- G-FTRL -------------------------------------------------------------------------------------------------
+
 
 def test_group_lasso_ftrl_two_steps_by_hand():
     """α = 0.5, β = 1, λ1 = 0.1, λ2 = 0, rows of d = 2: threshold λ1 sqrt(2). Row 0 is large, row 1 starts
@@ -214,8 +216,7 @@ def embedding_steps(opt_cls, reduction: str, steps: int, **kw) -> tuple[torch.Te
     for _ in range(steps):
         ids = torch.multinomial(popularity, AUTHORS_BATCH, replacement=True, generator=gen)  # [B]
         labels = (torch.rand(AUTHORS_BATCH, generator=gen, dtype=torch.float64) < 0.3).double()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(table[ids] @ readout, labels,
-                                                                    reduction=reduction)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(table[ids] @ readout, labels, reduction=reduction)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -251,6 +252,7 @@ def test_mean_loss_with_constants_over_b_equals_summed_loss(cls, warm_start):
 
 # --- configs ------------------------------------------------------------------------------------------------
 
+
 def optimizers_for(config: str, model: torch.nn.Module) -> list[torch.optim.Optimizer]:
     cfg = OmegaConf.create({"optimizer": OmegaConf.load(ROOT / "configs" / "optimizer" / f"{config}.yaml")})
     return CTRModule(model, cfg.optimizer).configure_optimizers()
@@ -264,8 +266,9 @@ def test_ftrl_config_trains_everything_with_ftrl(tiny_feature_map):
 
 
 def test_gftrl_ftrl_config_splits_embedding_and_dense(tiny_feature_map):
-    model = XDeepInt(tiny_feature_map, embedding_dim=4, embedding_init_std=1e-2, num_layers=2, num_subspaces=2,
-                     output_layer="paper")
+    model = XDeepInt(
+        tiny_feature_map, embedding_dim=4, embedding_init_std=1e-2, num_layers=2, num_subspaces=2, output_layer="paper"
+    )
     opts = {type(o): o for o in optimizers_for("gftrl_ftrl", model)}
     assert set(opts) == {GroupLassoFTRL, FTRL}
     params = {cls: {id(p) for g in o.param_groups for p in g["params"]} for cls, o in opts.items()}

@@ -79,9 +79,7 @@ def test_low_rank_mixture_is_gated_sum_of_experts():
     x = torch.randn(B, 6)
     for b in range(B):
         gates = torch.softmax(mix.gate.weight @ x[b], dim=0)
-        expected = sum(
-            gates[k] * (mix.u[k] @ torch.tanh(mix.c[k] @ torch.tanh(mix.v[k].T @ x[b]))) for k in range(4)
-        )
+        expected = sum(gates[k] * (mix.u[k] @ torch.tanh(mix.c[k] @ torch.tanh(mix.v[k].T @ x[b]))) for k in range(4))
         close(mix(x)[b], expected)
 
 
@@ -96,8 +94,7 @@ def test_mixture_cross_layer_equals_explicit_per_expert_sum():
         for layer in net.layers:
             p = layer.projection
             gates = torch.softmax(p.gate.weight @ x, dim=0)
-            experts = [x0[b] * (p.u[k] @ torch.relu(p.c[k] @ torch.relu(p.v[k].T @ x)) + layer.bias)
-                       for k in range(3)]
+            experts = [x0[b] * (p.u[k] @ torch.relu(p.c[k] @ torch.relu(p.v[k].T @ x)) + layer.bias) for k in range(3)]
             x = sum(g * e for g, e in zip(gates, experts, strict=True)) + x
         close(net(x0)[b], x)
 

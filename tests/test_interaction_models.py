@@ -17,11 +17,33 @@ from ctrlab.models.lr import LR
 from tests.helpers import fit_and_auc, random_batch
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "model"
-KEYS = ["deepcrossing", "crossnet", "dcn", "dcn_v2", "crossmix", "cin", "xdeepfm", "autoint", "autoint_plus",
-        "fibinet", "afn", "afn_plus", "fi_gnn"]
+KEYS = [
+    "deepcrossing",
+    "crossnet",
+    "dcn",
+    "dcn_v2",
+    "crossmix",
+    "cin",
+    "xdeepfm",
+    "autoint",
+    "autoint_plus",
+    "fibinet",
+    "afn",
+    "afn_plus",
+    "fi_gnn",
+]
 # test-sized replacements for the paper sizes (applied only where the config sets the key, and not to null)
-SMALL = dict(embedding_dim=8, mlp_hidden=[32, 32], residual_hidden=[32, 32], cin_layers=[8, 8],
-             attention_dim=4, log_neurons=16, afn_hidden=[32, 32], cross_rank=4, graph_steps=2)
+SMALL = dict(
+    embedding_dim=8,
+    mlp_hidden=[32, 32],
+    residual_hidden=[32, 32],
+    cin_layers=[8, 8],
+    attention_dim=4,
+    log_neurons=16,
+    afn_hidden=[32, 32],
+    cross_rank=4,
+    graph_steps=2,
+)
 
 
 def build(key: str, feature_map, **overrides):

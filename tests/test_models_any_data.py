@@ -14,29 +14,46 @@ from ctrlab.data.schema import FeatureMap, Field
 from ctrlab.lit.module import training_loss
 from tests.helpers import ROOT
 
-MODELS = sorted(str(p.relative_to(ROOT / "configs" / "model").with_suffix(""))
-                for p in (ROOT / "configs" / "model").rglob("*.yaml"))
+MODELS = sorted(
+    str(p.relative_to(ROOT / "configs" / "model").with_suffix("")) for p in (ROOT / "configs" / "model").rglob("*.yaml")
+)
 
 
 def rich_feature_map() -> FeatureMap:
     """Like MovieLens-1M / Amazon / OptInter's Criteo at once: 2 categorical, 1 numeric, 2 bags (one sharing
     the item field's vocabulary), and 1 cross."""
-    fields = [Field("item", 9), Field("user", 6), Field("count", 3, kind="numeric"),
-              Field("hist_item", 9, kind="sequence", max_len=5, shares="item"),
-              Field("genres", 7, kind="multi", max_len=3)]
-    return FeatureMap("rich", fields, {"train": 0, "valid": 0, "test": 0}, has_values=True,
-                      cross_fields=[Field("itemxuser", 12)], cross_pairs=[(0, 1)])
+    fields = [
+        Field("item", 9),
+        Field("user", 6),
+        Field("count", 3, kind="numeric"),
+        Field("hist_item", 9, kind="sequence", max_len=5, shares="item"),
+        Field("genres", 7, kind="multi", max_len=3),
+    ]
+    return FeatureMap(
+        "rich",
+        fields,
+        {"train": 0, "valid": 0, "test": 0},
+        has_values=True,
+        cross_fields=[Field("itemxuser", 12)],
+        cross_pairs=[(0, 1)],
+    )
 
 
 def rich_batch(batch_size: int = 6) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
-    bags = torch.stack([torch.randint(0, 9, (batch_size, 5), generator=g),
-                        torch.nn.functional.pad(torch.randint(0, 7, (batch_size, 3), generator=g), (0, 2))], dim=1)
+    bags = torch.stack(
+        [
+            torch.randint(0, 9, (batch_size, 5), generator=g),
+            torch.nn.functional.pad(torch.randint(0, 7, (batch_size, 3), generator=g), (0, 2)),
+        ],
+        dim=1,
+    )
     bags[0] = 0  # an example with empty bags
     return {
         "ids": torch.stack([torch.randint(0, v, (batch_size,), generator=g) for v in (9, 6, 3)], dim=1),
         "values": torch.cat([torch.ones(batch_size, 2), torch.rand(batch_size, 1, generator=g)], dim=1),
-        "bag_ids": bags, "bag_lengths": (bags != 0).sum(-1),
+        "bag_ids": bags,
+        "bag_lengths": (bags != 0).sum(-1),
         "cross_ids": torch.randint(0, 12, (batch_size, 1), generator=g),
         "label": torch.randint(0, 2, (batch_size,), generator=g).float(),
     }

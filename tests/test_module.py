@@ -45,8 +45,9 @@ def test_the_module_is_the_configs_choice(tmp_path):
 
 def _first_batches(cfg, n: int) -> tuple[FeatureMap, dict[str, torch.Tensor]]:
     """The feature map and the first ``n`` validation batches of a run's data, concatenated (rebuilt from its cache)."""
-    dm = CTRDataModule(instantiate(cfg.data.source), cfg.paths.cache_dir, cfg.data.batch_size,
-                       cfg.data.eval_batch_size, cfg.seed)
+    dm = CTRDataModule(
+        instantiate(cfg.data.source), cfg.paths.cache_dir, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed
+    )
     dm.prepare_data()
     dm.setup()
     loader = BatchLoader(dm.splits["valid"], cfg.data.eval_batch_size, shuffle=False)
@@ -76,8 +77,12 @@ def test_load_model_from_last_checkpoint_alone_predicts_as_the_module_did(tmp_pa
 
 
 def test_regularization_terms_are_logged_by_name(tmp_path):
-    train(make_cfg(tmp_path, ["debug=smoke", "data.num_rows=3000", "model=dynint_dgp", *PIN_SMALL,
-                              "trainer.log_every_n_steps=1"]))
+    train(
+        make_cfg(
+            tmp_path,
+            ["debug=smoke", "data.num_rows=3000", "model=dynint_dgp", *PIN_SMALL, "trainer.log_every_n_steps=1"],
+        )
+    )
     header = (tmp_path / "run" / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert "train/reg/orthogonal" in header and "train/loss" in header
 
@@ -90,6 +95,7 @@ def test_load_model_rejects_a_checkpoint_that_does_not_describe_its_model(tmp_pa
 
 
 # --- the loss of the models with a penalty, against its value before the hook (eqs. 11-12 written out) ------
+
 
 def _abs_cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a @ b / (a.norm() * b.norm())).abs()
@@ -119,8 +125,15 @@ def _loss_before_the_hook(model, batch) -> torch.Tensor:
 @pytest.mark.parametrize("name", ["dgp", "dwp"])
 def test_loss_with_the_hook_equals_the_loss_before(name, tiny_feature_map):
     torch.manual_seed(0)
-    common = dict(embedding_dim=4, embedding_init_std=0.5, num_layers=3, num_subspaces=2, output_layer="paper",
-                  reduction_ratio=2, ortho_lambda=0.5)  # a large λ, so the penalty is a visible part of the loss
+    common = dict(
+        embedding_dim=4,
+        embedding_init_std=0.5,
+        num_layers=3,
+        num_subspaces=2,
+        output_layer="paper",
+        reduction_ratio=2,
+        ortho_lambda=0.5,
+    )  # a large λ, so the penalty is a visible part of the loss
     if name == "dgp":
         model = DynIntDGP(tiny_feature_map, kernel_size=4, **common)
         for layer in model.layers:  # off the orthogonal start, where eq. 11 is 0
@@ -140,8 +153,17 @@ def test_loss_with_the_hook_equals_the_loss_before(name, tiny_feature_map):
 def test_dwp_training_forward_is_its_inference_forward(num_layers, tiny_feature_map):
     # DynIntDWP.forward_train repeats PINModel.forward to keep the factors: the two must stay the same function
     torch.manual_seed(0)
-    model = DynIntDWP(tiny_feature_map, embedding_dim=4, embedding_init_std=0.5, num_layers=num_layers,
-                      num_subspaces=2, output_layer="paper", reduction_ratio=2, rank=2, ortho_lambda=0.1)
+    model = DynIntDWP(
+        tiny_feature_map,
+        embedding_dim=4,
+        embedding_init_std=0.5,
+        num_layers=num_layers,
+        num_subspaces=2,
+        output_layer="paper",
+        reduction_ratio=2,
+        rank=2,
+        ortho_lambda=0.1,
+    )
     batch = random_batch(tiny_feature_map, 5)
     output = model.forward_train(batch)
     torch.testing.assert_close(output.logits, model(batch))

@@ -80,8 +80,16 @@ def test_pnn_feeds_z_and_both_products_to_the_mlp(tiny_feature_map):
 
 
 def test_pnn_without_mlp_is_one_linear_layer_over_the_product_layer(tiny_feature_map):
-    model = PNN(tiny_feature_map, 4, 0.5, inner_product=True, outer_product=True,
-                mlp_hidden=None, mlp_dropout=0.0, mlp_norm="none")
+    model = PNN(
+        tiny_feature_map,
+        4,
+        0.5,
+        inner_product=True,
+        outer_product=True,
+        mlp_hidden=None,
+        mlp_dropout=0.0,
+        mlp_norm="none",
+    )
     assert len(model.mlp) == 1 and isinstance(model.mlp[0], torch.nn.Linear)
     nf = tiny_feature_map.num_fields
     assert model.mlp[0].in_features == nf * 4 + nf * (nf - 1) // 2 + 4 * 4

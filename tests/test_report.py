@@ -28,24 +28,50 @@ DESCRIPTIONS = {
 }
 # test/auc, test/logloss per (model, paper dataset, seed)
 RESULTS = {
-    ("deepfm", "criteo", 0): (0.80, 0.45), ("deepfm", "criteo", 1): (0.81, 0.46),
-    ("fm", "criteo", 0): (0.79, 0.47), ("fm", "criteo", 1): (0.79, 0.48),
-    ("deepfm", "ipinyou", 0): (0.70, 0.0061), ("deepfm", "ipinyou", 1): (0.72, 0.0063),
-    ("fm", "ipinyou", 0): (0.75, 0.0056), ("fm", "ipinyou", 1): (0.76, 0.0058),
+    ("deepfm", "criteo", 0): (0.80, 0.45),
+    ("deepfm", "criteo", 1): (0.81, 0.46),
+    ("fm", "criteo", 0): (0.79, 0.47),
+    ("fm", "criteo", 1): (0.79, 0.48),
+    ("deepfm", "ipinyou", 0): (0.70, 0.0061),
+    ("deepfm", "ipinyou", 1): (0.72, 0.0063),
+    ("fm", "ipinyou", 0): (0.75, 0.0056),
+    ("fm", "ipinyou", 1): (0.76, 0.0058),
 }
 
 
-def _write_job(job: Path, model: str, dataset: str, seed: int, status: str = "completed",
-               auc: float | None = None, logloss: float | None = None) -> None:
+def _write_job(
+    job: Path,
+    model: str,
+    dataset: str,
+    seed: int,
+    status: str = "completed",
+    auc: float | None = None,
+    logloss: float | None = None,
+) -> None:
     job.mkdir(parents=True)
     data, description = DESCRIPTIONS[dataset]
-    metrics = {"model": model, "data": data, "paper_dataset": dataset, "data_description": description,
-               "optimizer": "ftrl" if model == "fm" else "adam",
-               "split_sizes": {"train": 1400, "valid": 200, "test": 400}, "seed": seed, "params": 1234,
-               "status": status}
+    metrics = {
+        "model": model,
+        "data": data,
+        "paper_dataset": dataset,
+        "data_description": description,
+        "optimizer": "ftrl" if model == "fm" else "adam",
+        "split_sizes": {"train": 1400, "valid": 200, "test": 400},
+        "seed": seed,
+        "params": 1234,
+        "status": status,
+    }
     if status == "completed":
-        metrics |= {"epochs": 2 + seed, "global_step": 10, "train_time_s": 1.5, "samples_per_s": 900.0,
-                    "val/auc": auc, "val/logloss": logloss, "test/auc": auc, "test/logloss": logloss}
+        metrics |= {
+            "epochs": 2 + seed,
+            "global_step": 10,
+            "train_time_s": 1.5,
+            "samples_per_s": 900.0,
+            "val/auc": auc,
+            "val/logloss": logloss,
+            "test/auc": auc,
+            "test/logloss": logloss,
+        }
     else:
         metrics["error"] = "non-finite loss at step 3\ntraceback..."
     (job / "metrics.json").write_text(json.dumps(metrics))
@@ -59,8 +85,14 @@ def setup(tmp_path: Path) -> tuple[list[Path], Path]:
         multirun = tmp_path / "multiruns" / dataset
         jobs = [k for k in RESULTS if k[1] == dataset]
         for num, (model, _, seed) in enumerate(jobs):
-            _write_job(multirun / str(num), model, dataset, seed, auc=RESULTS[model, dataset, seed][0],
-                       logloss=RESULTS[model, dataset, seed][1])
+            _write_job(
+                multirun / str(num),
+                model,
+                dataset,
+                seed,
+                auc=RESULTS[model, dataset, seed][0],
+                logloss=RESULTS[model, dataset, seed][1],
+            )
         (multirun / "multirun.yaml").write_text("hydra: {}\n")
         runs.append(multirun)
     _write_job(runs[0] / "4", "dnn", "criteo", 0, status="failed")
@@ -84,9 +116,11 @@ def test_resource_has_all_papers_and_table1():
     table = get_table("dynint", "table1")
     assert len(table.rows) == 16 and table.datasets == ("criteo", "avazu", "ipinyou")
     rows = {r["model"]: r for r in table.rows}
-    spot = [("dynint", "table1", "dynint_dwp", "criteo", "auc", 0.8132),
-            ("dynint", "table1", "lr", "ipinyou", "logloss", 0.005605),
-            ("optinter", "table5", "optinter", "ipinyou", "logloss", 0.005604)]
+    spot = [
+        ("dynint", "table1", "dynint_dwp", "criteo", "auc", 0.8132),
+        ("dynint", "table1", "lr", "ipinyou", "logloss", 0.005605),
+        ("optinter", "table5", "optinter", "ipinyou", "logloss", 0.005604),
+    ]
     shared = yaml.safe_load(SHARED_TABLES.read_text()) if SHARED_TABLES.exists() else None
     for paper, key, model, dataset, metric, value in spot:
         row = next(r for r in get_table(paper, key).rows if r["model"] == model)
@@ -173,8 +207,24 @@ def test_markdown_header_cells_and_footer(setup, tmp_path):
 def test_cli_writes_and_prints(setup, tmp_path, capsys):
     runs, configs = setup
     out = tmp_path / "cli"
-    main(["--paper", "dynint", "--table", "table1", "--runs", str(runs[0]), "--runs", str(runs[1]),
-          "--out", str(out), "--scale", "smoke", "--configs", str(configs)])
+    main(
+        [
+            "--paper",
+            "dynint",
+            "--table",
+            "table1",
+            "--runs",
+            str(runs[0]),
+            "--runs",
+            str(runs[1]),
+            "--out",
+            str(out),
+            "--scale",
+            "smoke",
+            "--configs",
+            str(configs),
+        ]
+    )
     printed = capsys.readouterr().out
     assert "## Criteo" in printed and (out / "table1.smoke.md").exists() and (out / "table1.smoke.csv").exists()
     assert not [p for p in out.iterdir() if p.suffix == ".tmp"]
@@ -200,8 +250,15 @@ def test_experiment_row_mapping_fills_the_paper_row(tmp_path: Path, setup):
     metrics = json.loads((job / "metrics.json").read_text())
     (job / "metrics.json").write_text(json.dumps({**metrics, "paper_row": "autoint"}))
     (configs / "model" / "autoint_plus.yaml").write_text("{}\n")
-    md = write_table("dynint", "table1", [*runs, job.parent], tmp_path / "out", configs, "smoke",
-                     row_configs={"autoint": "autoint_plus"})
+    md = write_table(
+        "dynint",
+        "table1",
+        [*runs, job.parent],
+        tmp_path / "out",
+        configs,
+        "smoke",
+        row_configs={"autoint": "autoint_plus"},
+    )
     cell = _csv(md.with_suffix(".csv"))["autoint", "criteo", "auc"]
     assert float(cell["ours_mean"]) == pytest.approx(0.77) and cell["n"] == "1"
     assert _csv(md.with_suffix(".csv"))["autoint", "avazu", "auc"]["status"] != "not yet implemented"
@@ -231,8 +288,12 @@ def test_grid_points_are_chosen_on_validation_never_on_test(tmp_path):
     """Point A has the better val AUC, point B the better test AUC: the table must report A."""
     multirun = tmp_path / "multiruns" / "grid"
     # (grid point, seed) -> (val AUC, test AUC)
-    grid = {("depth=1", 0): (0.70, 0.90), ("depth=1", 1): (0.71, 0.91),
-            ("depth=2", 0): (0.80, 0.60), ("depth=2", 1): (0.79, 0.62)}
+    grid = {
+        ("depth=1", 0): (0.70, 0.90),
+        ("depth=1", 1): (0.71, 0.91),
+        ("depth=2", 0): (0.80, 0.60),
+        ("depth=2", 1): (0.79, 0.62),
+    }
     for num, ((point, seed), (val, test)) in enumerate(grid.items()):
         _write_job(multirun / str(num), "deepfm", "criteo", seed, auc=test, logloss=0.5)
         metrics = json.loads((multirun / str(num) / "metrics.json").read_text())
@@ -260,16 +321,43 @@ def test_cli_reads_the_scale_from_the_runs(setup, tmp_path, capsys):
         if job.is_dir():
             _record_scale(job, "default")
     out = tmp_path / "cli"
-    main(["--paper", "dynint", "--table", "table1", "--runs", str(runs[0]), "--out", str(out),
-          "--configs", str(configs)])
+    main(
+        ["--paper", "dynint", "--table", "table1", "--runs", str(runs[0]), "--out", str(out), "--configs", str(configs)]
+    )
     assert (out / "table1.default.md").exists() and "scale `default`" in capsys.readouterr().out
     with pytest.raises(SystemExit):  # a --scale the runs contradict
-        main(["--paper", "dynint", "--table", "table1", "--runs", str(runs[0]), "--out", str(out),
-              "--configs", str(configs), "--scale", "smoke"])
+        main(
+            [
+                "--paper",
+                "dynint",
+                "--table",
+                "table1",
+                "--runs",
+                str(runs[0]),
+                "--out",
+                str(out),
+                "--configs",
+                str(configs),
+                "--scale",
+                "smoke",
+            ]
+        )
     assert "runs were made at scale default" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # runs that record no scale, and no --scale
-        main(["--paper", "dynint", "--table", "table1", "--runs", str(runs[1]), "--out", str(out),
-              "--configs", str(configs)])
+        main(
+            [
+                "--paper",
+                "dynint",
+                "--table",
+                "table1",
+                "--runs",
+                str(runs[1]),
+                "--out",
+                str(out),
+                "--configs",
+                str(configs),
+            ]
+        )
     assert "pass --scale" in capsys.readouterr().err
 
 
@@ -337,34 +425,59 @@ def test_dpn_also_requires_its_0_001_auc_gap(tmp_path):
     assert table.significance == Significance(0.005, 0.001, table.significance.source)
     ours, base = [0.8000, 0.8001, 0.8002], [0.7995, 0.7996, 0.7997]  # gap 0.0005, p far below 0.005
     assert stats.ttest_ind(ours, base, equal_var=False).pvalue < 0.005
-    cells = [Cell("feature_based_dpn", "F", "criteo", "auc", 0.8001, 1e-4, 3, None, "ok"),
-             Cell("cin", "CIN", "criteo", "auc", 0.7996, 1e-4, 3, None, "ok")]
-    marked, best = _mark_significance(table, cells, {("feature_based_dpn", "criteo", "auc"): ours,
-                                                     ("cin", "criteo", "auc"): base})
+    cells = [
+        Cell("feature_based_dpn", "F", "criteo", "auc", 0.8001, 1e-4, 3, None, "ok"),
+        Cell("cin", "CIN", "criteo", "auc", 0.7996, 1e-4, 3, None, "ok"),
+    ]
+    marked, best = _mark_significance(
+        table, cells, {("feature_based_dpn", "criteo", "auc"): ours, ("cin", "criteo", "auc"): base}
+    )
     assert best == {("criteo", "auc"): "CIN"} and marked[0].p_value < 0.005 and marked[0].significance == ""
 
 
 # --- the stand-in's truth: oracle row, plateau check, planted-truth claims -------------------------------------
 
 # test AUC per seed on the Criteo stand-in (log loss = 1 - AUC); oracle AUC 0.75, log loss 0.25
-STANDIN = {"lr": [0.700, 0.702, 0.701], "fm": [0.720, 0.722, 0.719], "dnn": [0.730, 0.735],
-           "deepfm": [0.728, 0.733, 0.731], "xdeepint": [0.7305, 0.7295, 0.7300], "dynint_da": [0.735],
-           "dynint_dwp": [0.733, 0.737]}
+STANDIN = {
+    "lr": [0.700, 0.702, 0.701],
+    "fm": [0.720, 0.722, 0.719],
+    "dnn": [0.730, 0.735],
+    "deepfm": [0.728, 0.733, 0.731],
+    "xdeepint": [0.7305, 0.7295, 0.7300],
+    "dynint_da": [0.735],
+    "dynint_dwp": [0.733, 0.737],
+}
 ORACLE = {"auc": 0.75, "logloss": 0.25}
 DEEP = ["dnn", "deepfm"]  # the DNN-based rows that ran
 MAX_EPOCHS = 10
 
 
-def _standin_job(job: Path, model: str, dataset: str, seed: int, auc: float, oracle: dict | None,
-                 stopped: bool, description: str | None = None) -> None:
+def _standin_job(
+    job: Path,
+    model: str,
+    dataset: str,
+    seed: int,
+    auc: float,
+    oracle: dict | None,
+    stopped: bool,
+    description: str | None = None,
+) -> None:
     """A completed run with the fields a stand-in run writes (oracle, planted mechanism, plateau facts)."""
     _write_job(job, model, dataset, seed, auc=auc, logloss=1.0 - auc)
     metrics = json.loads((job / "metrics.json").read_text())
-    metrics |= {"epochs": 4 + seed if stopped else MAX_EPOCHS, "max_epochs": MAX_EPOCHS, "stopped_early": stopped,
-                "best_epoch": 1 + seed if stopped else MAX_EPOCHS - 1, "monitor": "val/auc"}
+    metrics |= {
+        "epochs": 4 + seed if stopped else MAX_EPOCHS,
+        "max_epochs": MAX_EPOCHS,
+        "stopped_early": stopped,
+        "best_epoch": 1 + seed if stopped else MAX_EPOCHS - 1,
+        "monitor": "val/auc",
+    }
     if oracle is not None:
-        metrics |= {"oracle": oracle, "oracle_valid": {"auc": oracle["auc"] - 0.001, "logloss": 0.26},
-                    "planted_mechanism": "interactions"}
+        metrics |= {
+            "oracle": oracle,
+            "oracle_valid": {"auc": oracle["auc"] - 0.001, "logloss": 0.26},
+            "planted_mechanism": "interactions",
+        }
     if description is not None:
         metrics |= {"data": "avazu", "data_description": description}
     (job / "metrics.json").write_text(json.dumps(metrics))
@@ -386,13 +499,28 @@ def standin(tmp_path: Path) -> tuple[list[Path], Path]:
     num = 0
     for model, aucs in STANDIN.items():
         for seed, auc in enumerate(aucs):
-            _standin_job(multirun / str(num), model, "criteo", seed, auc, ORACLE,
-                         stopped=model != "lr" and not (model == "fm" and seed == 2))
+            _standin_job(
+                multirun / str(num),
+                model,
+                "criteo",
+                seed,
+                auc,
+                ORACLE,
+                stopped=model != "lr" and not (model == "fm" and seed == 2),
+            )
             num += 1
     for model in ("lr", "fm"):
         for seed in range(2):
-            _standin_job(multirun / str(num), model, "avazu", seed, 0.70 + 0.01 * seed, None, stopped=True,
-                         description="Avazu train.csv, 9,000 rows")
+            _standin_job(
+                multirun / str(num),
+                model,
+                "avazu",
+                seed,
+                0.70 + 0.01 * seed,
+                None,
+                stopped=True,
+                description="Avazu train.csv, 9,000 rows",
+            )
             num += 1
     (multirun / "multirun.yaml").write_text("hydra: {}\n")
     return [multirun], _configs(tmp_path, STANDIN)
@@ -446,8 +574,10 @@ def test_runs_that_disagree_on_the_oracle_are_named(standin, tmp_path):
     path.write_text(json.dumps(json.loads(path.read_text()) | {"oracle": {"auc": 0.76, "logloss": 0.25}}))
     text = write_table("dynint", "table1", runs, tmp_path / "out", configs, "default").read_text()
     runs_criteo = sum(len(v) for v in STANDIN.values())
-    assert (f"the runs disagree on the oracle ({runs_criteo} of {runs_criteo} runs record one; "
-            f"AUC 0.750000–0.760000, LogLoss 0.250000–0.250000): the mean is shown") in text
+    assert (
+        f"the runs disagree on the oracle ({runs_criteo} of {runs_criteo} runs record one; "
+        f"AUC 0.750000–0.760000, LogLoss 0.250000–0.250000): the mean is shown"
+    ) in text
     mean = (0.75 * (runs_criteo - 1) + 0.76) / runs_criteo
     oracle_line = next(line for line in _section(text, "Criteo").splitlines() if line.startswith("| Oracle"))
     assert "runs disagree" in oracle_line and f"{mean:.4f}" in oracle_line
@@ -455,11 +585,12 @@ def test_runs_that_disagree_on_the_oracle_are_named(standin, tmp_path):
 
 def test_plateau_check_flags_rows_that_never_stopped_early(standin, tmp_path):
     runs, configs = standin
-    criteo = _section(write_table("dynint", "table1", runs, tmp_path / "out", configs, "default").read_text(),
-                      "Criteo")
+    criteo = _section(write_table("dynint", "table1", runs, tmp_path / "out", configs, "default").read_text(), "Criteo")
     lines = {line[2:].split(":")[0]: line for line in criteo.splitlines() if line.startswith("- ")}
-    assert lines["LR"] == ("- LR: 10 epochs of 10; early stopping fired in 0 of 3 runs; selected epoch 9 on "
-                           "val/auc — **possibly not converged**: the budget ended before the monitor plateaued")
+    assert lines["LR"] == (
+        "- LR: 10 epochs of 10; early stopping fired in 0 of 3 runs; selected epoch 9 on "
+        "val/auc — **possibly not converged**: the budget ended before the monitor plateaued"
+    )
     assert lines["FM"] == "- FM: 4–10 epochs of 10; early stopping fired in 2 of 3 runs; selected epoch 1–9 on val/auc"
     assert "possibly not converged" not in lines["DeepFM"] and "PNN" not in lines  # PNN: no runs, no line
     assert "1 of 7 rows never stopped early" in criteo
@@ -498,16 +629,18 @@ def test_planted_truth_claims_follow_an_independent_welch_test(standin, tmp_path
     text = render_markdown(result)
     criteo = _section(text, "Criteo")
     lr_fm = got["LR < FM"]
-    assert (f"- LR < FM: yes — right − left = {lr_fm.diff:+.4f} AUC (n = 3 runs of LR vs 3 of FM), "
-            f"p = {lr_fm.p_value:.2g}") in criteo
+    assert (
+        f"- LR < FM: yes — right − left = {lr_fm.diff:+.4f} AUC (n = 3 runs of LR vs 3 of FM), p = {lr_fm.p_value:.2g}"
+    ) in criteo
     assert "(n = 3 runs of FM vs 5 of DNN, DeepFM)" in criteo  # the deep rows that ran
     assert "Planted-truth checks: none" in _section(text, "Avazu")
 
 
 def test_claims_with_one_run_a_side_are_not_tested(standin, tmp_path):
     runs, configs = standin
-    one_seed = [job for job in runs[0].iterdir() if job.is_dir()
-                and json.loads((job / "metrics.json").read_text())["seed"] == 0]
+    one_seed = [
+        job for job in runs[0].iterdir() if job.is_dir() and json.loads((job / "metrics.json").read_text())["seed"] == 0
+    ]
     result = build_table(get_table("dynint", "table1"), collect(one_seed), configs, "default")
     got = {r.claim.text: r for r in result.claims["criteo"]}
     assert got["LR < FM"].verdict == "not tested (n<2)" and got["LR < FM"].p_value is None
@@ -525,8 +658,11 @@ def test_sweep_tables_get_the_oracle_row(tmp_path):
         path = multirun / str(num) / "metrics.json"
         path.write_text(json.dumps(json.loads(path.read_text()) | {"paper_row": "3"}))
     md = write_table("dynint", "table3", [multirun], tmp_path / "out", _configs(tmp_path, []), "smoke")
-    cell = next(r for (m, d, k), r in _csv(md.with_suffix(".csv")).items()
-                if d == "criteo" and k == "auc" and r["name"] == "#Layers=3")
+    cell = next(
+        r
+        for (m, d, k), r in _csv(md.with_suffix(".csv")).items()
+        if d == "criteo" and k == "auc" and r["name"] == "#Layers=3"
+    )
     assert float(cell["gap_to_oracle"]) == pytest.approx(0.71 - 0.75)
     assert "| Oracle (true model) " in _section(md.read_text(), "Criteo")
     assert "#Layers=3: 4 epochs of 10; early stopping fired in 2 of 2 runs" in md.read_text()
@@ -537,8 +673,10 @@ def test_every_claim_names_rows_of_its_table_and_bad_claims_are_refused(monkeypa
     for paper, tables in claims_file["claims"].items():
         for key in tables:
             assert get_claims(get_table(paper, key))  # rows, metric and test all valid
-    bad = {"alpha": 0.05, "claims": {"dynint": {"table1": [{"claim": "X", "test": "less", "left": ["lr"],
-                                                            "right": ["nope"]}]}}}
+    bad = {
+        "alpha": 0.05,
+        "claims": {"dynint": {"table1": [{"claim": "X", "test": "less", "left": ["lr"], "right": ["nope"]}]}},
+    }
     monkeypatch.setattr(truth, "_claims_file", lambda: bad)
     with pytest.raises(ValueError, match="rows nope are not rows of the table"):
         get_claims(get_table("dynint", "table1"))
@@ -553,8 +691,17 @@ def test_figures_name_the_oracle_on_a_standin(tmp_path):
         _standin_job(multirun / str(num), "dynint_dgp", "criteo", 0, auc, ORACLE, stopped=True)
         path = multirun / str(num) / "metrics.json"
         path.write_text(json.dumps(json.loads(path.read_text()) | {"paper_row": k}))
-    spec = {"paper": "dynint", "key": "fig", "kind": "figure", "label": "Figure X", "caption": "c", "x_label": "K",
-            "claim": "it rises"}
+    spec = {
+        "paper": "dynint",
+        "key": "fig",
+        "kind": "figure",
+        "label": "Figure X",
+        "caption": "c",
+        "x_label": "K",
+        "claim": "it rises",
+    }
     text = write_figure(spec, [multirun], tmp_path / "out", "smoke").read_text()
-    assert "- **Oracle** (the stand-in's true click probability, Criteo test split; dashed): AUC 0.7500, " \
-           "LogLoss 0.2500" in text
+    assert (
+        "- **Oracle** (the stand-in's true click probability, Criteo test split; dashed): AUC 0.7500, "
+        "LogLoss 0.2500" in text
+    )

@@ -13,14 +13,29 @@ import yaml
 from tests.helpers import ROOT
 
 # two jobs (LR and FM, one seed) on a 3,000-row stand-in: a few seconds of training
-FAST = ["dynint/table1", "--scale", "smoke", "--models", "lr,fm", "--data", "synthetic_ipinyou",
-        "data.num_rows=3000", "logger=none"]
+FAST = [
+    "dynint/table1",
+    "--scale",
+    "smoke",
+    "--models",
+    "lr,fm",
+    "--data",
+    "synthetic_ipinyou",
+    "data.num_rows=3000",
+    "logger=none",
+]
 
 
 def _reproduce(root: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "CTRLAB_ROOT": str(root), "PYTHONPATH": str(ROOT / "src"), "WANDB_MODE": "disabled"}
-    return subprocess.run([sys.executable, "-m", "ctrlab.reproduce", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "ctrlab.reproduce", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def _jobs(root: Path) -> list[Path]:

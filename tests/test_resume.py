@@ -63,8 +63,11 @@ def _kill_after_first_checkpoint(folder: Path, cache: Path, *extra: str) -> int:
 
 
 @pytest.mark.parametrize(
-    "interval", [pytest.param("0.5", id="mid-epoch-checkpoint"), pytest.param("1.0", id="epoch-end-checkpoint",
-                                                                                 marks=pytest.mark.slow)]
+    "interval",
+    [
+        pytest.param("0.5", id="mid-epoch-checkpoint"),
+        pytest.param("1.0", id="epoch-end-checkpoint", marks=pytest.mark.slow),
+    ],
 )
 def test_resume_after_sigkill_is_bit_identical_to_never_stopping(tmp_path, interval):
     cache = tmp_path / "cache"
@@ -84,7 +87,8 @@ def test_resume_after_sigkill_is_bit_identical_to_never_stopping(tmp_path, inter
     assert _results(tmp_path / "new") == whole
     assert {p.name: p.stat().st_mtime_ns for p in (killed / "checkpoints").iterdir()} == before
     assert Path(json.loads((tmp_path / "new" / "metrics.json").read_text())["best_checkpoint"]).parent == (
-        tmp_path / "new" / "checkpoints")
+        tmp_path / "new" / "checkpoints"
+    )
     # the CSV log reads as one uninterrupted run's
     csv_whole = (tmp_path / "whole" / "csv" / "metrics.csv").read_text()
     assert (tmp_path / "new" / "csv" / "metrics.csv").read_text() == csv_whole

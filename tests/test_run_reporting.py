@@ -25,8 +25,9 @@ def _train(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProces
     # WANDB_SILENT is left to ctrlab: its silencing of W&B's banner is under test
     base = {k: v for k, v in os.environ.items() if k not in ("WANDB_SILENT", "CRITEO")}
     env = {**base, "CTRLAB_ROOT": str(tmp_path), "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", **env}
-    return subprocess.run([sys.executable, "-m", "ctrlab.train", *args], cwd=ROOT, env=env, text=True,
-                          capture_output=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "ctrlab.train", *args], cwd=ROOT, env=env, text=True, capture_output=True, timeout=300
+    )
 
 
 def _wandb_records(run_dir: Path) -> list:
@@ -94,8 +95,10 @@ def test_each_multirun_job_is_its_own_wandb_run_with_config_group_tags_and_summa
     assert len(ids) == 2
 
 
-PROGRESS = re.compile(r"^\[([12])/2\] (fm|deepfm) · synthetic_criteo · seed 2022 -> val AUC 0\.\d{4}, "
-                      r"test AUC 0\.\d{4} · [\d.]+ s(?: · ETA [\d.]+ (?:s|min))?$")
+PROGRESS = re.compile(
+    r"^\[([12])/2\] (fm|deepfm) · synthetic_criteo · seed 2022 -> val AUC 0\.\d{4}, "
+    r"test AUC 0\.\d{4} · [\d.]+ s(?: · ETA [\d.]+ (?:s|min))?$"
+)
 # what may print besides the progress lines: Hydra's and ctrlab's own log lines, and the sweep's summary
 OWN_LINE = re.compile(r"^\[[\d\-: ,]+\]\[(HYDRA|ctrlab\.[\w.]+)\]|^2 jobs in [\d.]+ s, 0 failed · ")
 
@@ -107,8 +110,10 @@ def test_multirun_prints_one_progress_line_per_job_and_no_third_party_noise(wand
     assert progress == [("1", "fm"), ("2", "deepfm")], out.stdout
     assert [line for line in lines if not PROGRESS.match(line) and not OWN_LINE.match(line)] == []
     # one line per validation while training (ctrlab.lit.callbacks.ValidationLog), even with output in a file
-    assert len(re.findall(r"epoch 0 · step \d+ · val AUC 0\.\d{4} · val log loss \d\.\d{4} · \d+ samples/s",
-                          out.stdout)) == 2
+    assert (
+        len(re.findall(r"epoch 0 · step \d+ · val AUC 0\.\d{4} · val log loss \d\.\d{4} · \d+ samples/s", out.stdout))
+        == 2
+    )
 
 
 def test_csv_log_labels_the_best_checkpoint_rows_apart_from_the_epochs(wandb_multirun):
@@ -151,8 +156,12 @@ def test_a_multirun_with_a_failed_job_runs_every_job_then_exits_1(tmp_path):
     out = _train(tmp_path, "-m", "data=criteo,synthetic_criteo", *SMOKE, f"hydra.sweep.dir={tmp_path}/sweep")
     assert out.returncode == 1, out.stdout[-2000:] + out.stderr[-2000:]
     assert "Traceback" not in out.stdout + out.stderr
-    assert re.search(r"^\[1/2\] deepfm · criteo · seed 2022 -> FAILED: ConfigError: config key\(s\) "
-                     r"`data.source.path` required but not set", out.stdout, re.M)
+    assert re.search(
+        r"^\[1/2\] deepfm · criteo · seed 2022 -> FAILED: ConfigError: config key\(s\) "
+        r"`data.source.path` required but not set",
+        out.stdout,
+        re.M,
+    )
     assert re.search(r"^\[2/2\] deepfm · synthetic_criteo · seed 2022 -> val AUC", out.stdout, re.M)
     assert "2 jobs in" in out.stdout and "1 failed" in out.stdout
     failed = json.loads((tmp_path / "sweep" / "0" / "metrics.json").read_text())
@@ -162,8 +171,14 @@ def test_a_multirun_with_a_failed_job_runs_every_job_then_exits_1(tmp_path):
 
 
 def test_sweep_size_counts_every_value_combination_with_the_command_line_winning():
-    config = OmegaConf.create({"hydra": {"sweeper": {"params": {"data": "a,b,c", "seed": "1,2"}},
-                                         "overrides": {"task": ["model=fm,deepfm", "seed=1,2,3", "debug=smoke"]}}})
+    config = OmegaConf.create(
+        {
+            "hydra": {
+                "sweeper": {"params": {"data": "a,b,c", "seed": "1,2"}},
+                "overrides": {"task": ["model=fm,deepfm", "seed=1,2,3", "debug=smoke"]},
+            }
+        }
+    )
     assert sweep_values(config) == {"data": 3, "seed": 3, "model": 2, "debug": 1}  # 18 jobs
     config.hydra.overrides.task = ["lr=interval(0.1,1.0)"]
     assert sweep_values(config)["lr"] is None  # no list of values: the total is unknown
@@ -177,8 +192,17 @@ def test_unreachable_wandb_server_falls_back_to_offline_once_per_sweep(tmp_path)
         server.listen(8)
         url = f"http://127.0.0.1:{server.getsockname()[1]}"
         env = {"WANDB_BASE_URL": url, "WANDB_API_KEY": "x" * 40, "WANDB_MODE": "online"}
-        out = _train(tmp_path, "-m", "model=fm,deepfm", *SMOKE, "logger=wandb", "logger.wandb.offline=false",
-                     "logger.wandb.init_timeout=2", f"hydra.sweep.dir={tmp_path}/sweep", **env)
+        out = _train(
+            tmp_path,
+            "-m",
+            "model=fm,deepfm",
+            *SMOKE,
+            "logger=wandb",
+            "logger.wandb.offline=false",
+            "logger.wandb.init_timeout=2",
+            f"hydra.sweep.dir={tmp_path}/sweep",
+            **env,
+        )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     assert out.stdout.count("W&B could not log online") == 1
     for job in ("0", "1"):

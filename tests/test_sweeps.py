@@ -48,8 +48,9 @@ def _corners(params: dict) -> tuple[list[str], list[str]]:
     assert not fixed, f"a searched key with one value: {fixed}"
     low, high = [], []
     for key, dist in space.items():
-        lo, hi = (dist.choices[0], dist.choices[-1]) if isinstance(dist, CategoricalDistribution) else (dist.low,
-                                                                                                          dist.high)
+        lo, hi = (
+            (dist.choices[0], dist.choices[-1]) if isinstance(dist, CategoricalDistribution) else (dist.low, dist.high)
+        )
         low.append(f"{key}={lo}")
         high.append(f"{key}={hi}")
     return low, high
@@ -60,8 +61,7 @@ def test_every_search_config_is_covered():
 
 
 @pytest.mark.parametrize("search,model,grid", SEARCH_CASES)
-def test_search_maximises_val_auc_over_keys_that_exist_and_builds_at_its_corners(search, model, grid,
-                                                                                 tiny_feature_map):
+def test_search_maximises_val_auc_over_keys_that_exist_and_builds_at_its_corners(search, model, grid, tiny_feature_map):
     base = [f"hparams_search={search}", f"model={model}", *([f"grid={grid}"] if grid else [])]
     cfg = _compose(base)
     sweeper = cfg.hydra.sweeper
@@ -80,8 +80,9 @@ def test_search_maximises_val_auc_over_keys_that_exist_and_builds_at_its_corners
         assert point.model.embedding_dim == point.grid.embedding_dim == int(chosen["grid.embedding_dim"])
 
 
-@pytest.mark.parametrize("n_jobs,cores,expected", [(None, 8, 1), (1, 8, 1), (3, 8, 3), (-1, 8, 8), (-2, 8, 7),
-                                                   (-20, 8, 1)])
+@pytest.mark.parametrize(
+    "n_jobs,cores,expected", [(None, 8, 1), (1, 8, 1), (3, 8, 3), (-1, 8, 8), (-2, 8, 7), (-20, 8, 1)]
+)
 def test_parallel_jobs_reads_joblibs_n_jobs(n_jobs, cores, expected):
     assert parallel_jobs(n_jobs, cores) == expected
 
@@ -123,8 +124,14 @@ def _multirun(tmp_path: Path, *overrides: str) -> Path:
     sweep = tmp_path / "sweep"
     env = {**os.environ, "CTRLAB_ROOT": str(tmp_path), "WANDB_MODE": "offline"}
     env.pop("OMP_NUM_THREADS", None)  # the threads per job are ctrlab's to set here
-    done = subprocess.run([sys.executable, "-m", "ctrlab.train", "-m", *FAST, *overrides, f"hydra.sweep.dir={sweep}"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "ctrlab.train", "-m", *FAST, *overrides, f"hydra.sweep.dir={sweep}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return sweep
 

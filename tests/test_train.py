@@ -90,8 +90,14 @@ def test_missing_required_path_names_the_key(tmp_path, monkeypatch):
 
 def _cli(args: list[str], tmp_path: Path, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "CTRLAB_ROOT": str(tmp_path), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    return subprocess.run([sys.executable, "-m", "ctrlab.train", *args], cwd=ROOT, env=env, text=True,
-                          capture_output=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "ctrlab.train", *args],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+    )
 
 
 def test_unknown_model_fails_at_start_listing_the_choices(tmp_path):

@@ -178,8 +178,9 @@ class SweepProgress(Callback):
         self.total = None if None in counts.values() else math.prod(counts.values())
         self.swept = [key for key, n in counts.items() if n != 1]
         if sys.stdout.isatty():
-            self.progress = Progress(TextColumn("jobs"), BarColumn(), MofNCompleteColumn(),
-                                     TextColumn("· ETA"), TimeRemainingColumn())
+            self.progress = Progress(
+                TextColumn("jobs"), BarColumn(), MofNCompleteColumn(), TextColumn("· ETA"), TimeRemainingColumn()
+            )
             self.progress.add_task("jobs", total=self.total)
             self.progress.start()
 
@@ -212,8 +213,10 @@ class SweepProgress(Callback):
         elapsed = duration(time.perf_counter() - self.start)
         print(f"{self.done} jobs in {elapsed}, {len(self.failed)} failed · {config.hydra.sweep.dir}", flush=True)
         if self.failed:
-            print("failed (metrics.json has the error, the job's .log its traceback): " + ", ".join(self.failed),
-                  flush=True)
+            print(
+                "failed (metrics.json has the error, the job's .log its traceback): " + ", ".join(self.failed),
+                flush=True,
+            )
             # a callback's exception is only a warning to Hydra; SystemExit ends the process with status 1
             raise SystemExit(1)
 
@@ -222,8 +225,11 @@ class SweepProgress(Callback):
 
     def _label(self, config: DictConfig, metrics: dict[str, Any]) -> str:
         choices = config.hydra.runtime.choices
-        parts = [str(metrics.get("model") or choices.get("model")), str(metrics.get("data") or choices.get("data")),
-                 f"seed {metrics.get('seed', OmegaConf.select(config, 'seed'))}"]
+        parts = [
+            str(metrics.get("model") or choices.get("model")),
+            str(metrics.get("data") or choices.get("data")),
+            f"seed {metrics.get('seed', OmegaConf.select(config, 'seed'))}",
+        ]
         job = dict(o.split("=", 1) for o in config.hydra.overrides.task if "=" in o)
         parts += [f"{k}={job[k]}" for k in self.swept if k in job and k not in ("model", "data", "seed")]
         return " · ".join(parts)
@@ -233,6 +239,9 @@ class SweepProgress(Callback):
         if failed:
             error = str(metrics.get("error") or "no metrics.json").splitlines()[0]
             return f"FAILED: {error[:160]}"
-        scores = [f"{name} AUC {metrics[key]:.4f}" for name, key in (("val", "val/auc"), ("test", "test/auc"))
-                  if key in metrics]
+        scores = [
+            f"{name} AUC {metrics[key]:.4f}"
+            for name, key in (("val", "val/auc"), ("test", "test/auc"))
+            if key in metrics
+        ]
         return ", ".join(scores) or "completed"

@@ -46,8 +46,9 @@ CONFIGS = ROOT / "configs"
 PLAN_FILE = "plan.json"
 # not part of what a job computes: where it writes, and the checkpoint a resumed job started from
 UNCOMPARED_KEYS = ("paths", "ckpt_path")
-EXPERIMENTS = sorted(str(p.relative_to(CONFIGS / "experiment").with_suffix(""))
-                     for p in (CONFIGS / "experiment").rglob("*.yaml"))
+EXPERIMENTS = sorted(
+    str(p.relative_to(CONFIGS / "experiment").with_suffix("")) for p in (CONFIGS / "experiment").rglob("*.yaml")
+)
 
 
 def experiment_spec(experiment: str) -> dict:
@@ -55,8 +56,12 @@ def experiment_spec(experiment: str) -> dict:
     spec = yaml.safe_load((CONFIGS / "experiment" / f"{experiment}.yaml").read_text())
     if "report" not in spec:
         raise SystemExit(f"configs/experiment/{experiment}.yaml has no `report:` block (paper, key, kind)")
-    return {"kind": "table", **spec["report"], "row_configs": spec.get("paper_row_configs") or {},
-            "grids": spec.get("grids") or {}}
+    return {
+        "kind": "table",
+        **spec["report"],
+        "row_configs": spec.get("paper_row_configs") or {},
+        "grids": spec.get("grids") or {},
+    }
 
 
 def implemented_models(paper: str, table: str, row_configs: dict[str, str]) -> list[str]:
@@ -73,8 +78,9 @@ def write_report(spec: dict, run_dirs: list[Path], scale: str, out_dir: Path, ex
         return write_figure(spec, run_dirs, out_dir, scale)
     if spec["kind"] not in ("table", "sweep"):
         raise SystemExit(f"unknown report kind {spec['kind']!r}; allowed: table, sweep, figure, curve")
-    return write_table(spec["paper"], spec["key"], run_dirs, out_dir, CONFIGS, scale, spec["row_configs"],
-                       expected=expected)
+    return write_table(
+        spec["paper"], spec["key"], run_dirs, out_dir, CONFIGS, scale, spec["row_configs"], expected=expected
+    )
 
 
 def _sweeps(spec: dict, models: str | None, scale: str) -> dict[str, list[str]]:
@@ -96,8 +102,7 @@ def _output_root() -> Path:
     return Path(os.environ.get("CTRLAB_ROOT") or ROOT).resolve()
 
 
-def reproduction_dir(experiment: str, scale: str, data: str | None, models: str | None,
-                     overrides: list[str]) -> Path:
+def reproduction_dir(experiment: str, scale: str, data: str | None, models: str | None, overrides: list[str]) -> Path:
     """The stable folder of one reproduction: experiment x scale x data, plus a hash of the model list and the
     overrides when given (another choice of models or values is another reproduction)."""
     folder = (data or "default_data").replace(",", "+")
@@ -114,8 +119,7 @@ def job_overrides(overrides: list[str]) -> list[list[str]]:
     fixed = [o.input_line for o in parser.parse_overrides(overrides) if not o.is_sweep_override()]
     params = compose("train", overrides=fixed, return_hydra_config=True).hydra.sweeper.params or {}
     task = [o for o in overrides if not o.startswith("hydra.")]
-    [jobs] = BasicSweeper.split_arguments(parser.parse_overrides([f"{k}={v}" for k, v in params.items()] + task),
-                                          None)
+    [jobs] = BasicSweeper.split_arguments(parser.parse_overrides([f"{k}={v}" for k, v in params.items()] + task), None)
     return jobs
 
 
@@ -132,8 +136,7 @@ def job_action(job_dir: Path, overrides: list[str]) -> tuple[str, str]:
         before = yaml.safe_load((job_dir / "config_resolved.yaml").read_text())
     except (OSError, yaml.YAMLError):
         return "run", "never got as far as its config"
-    now = OmegaConf.to_container(compose("train", overrides=[*overrides, f"paths.output_dir={job_dir}"]),
-                                 resolve=True)
+    now = OmegaConf.to_container(compose("train", overrides=[*overrides, f"paths.output_dir={job_dir}"]), resolve=True)
     if _comparable(before) != _comparable(now):
         return "run", "config changed"
     try:
@@ -175,8 +178,7 @@ def _plan_summary(sweep_dir: Path, plan: list[dict[str, Any]]) -> str:
             reruns[e["reason"]] = reruns.get(e["reason"], 0) + 1
     fresh = sum(e["action"] == "run" for e in plan)
     if fresh:
-        parts.append(f"running {fresh}" + (f" ({', '.join(f'{n} {r}' for r, n in reruns.items())})"
-                                           if reruns else ""))
+        parts.append(f"running {fresh}" + (f" ({', '.join(f'{n} {r}' for r, n in reruns.items())})" if reruns else ""))
     return "; ".join(parts)
 
 
@@ -185,10 +187,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("experiment", choices=EXPERIMENTS)
     parser.add_argument("--scale", choices=["smoke", "default", "paper"], default="smoke")
     parser.add_argument("--data", help="comma-separated data configs, one per paper column")
-    parser.add_argument("--models", help="comma-separated model configs "
-                                         "(default: a table's implemented rows; a sweep's own list)")
-    parser.add_argument("--fresh", action="store_true",
-                        help="delete this reproduction's folder and run every job again (default: resume)")
+    parser.add_argument(
+        "--models", help="comma-separated model configs (default: a table's implemented rows; a sweep's own list)"
+    )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="delete this reproduction's folder and run every job again (default: resume)",
+    )
     args, overrides = parser.parse_known_args(argv)  # the rest are Hydra overrides, e.g. trainer.max_epochs=2
 
     spec = experiment_spec(args.experiment)
@@ -243,8 +249,11 @@ def _report(spec: dict, scale: str, root: Path, job_dirs: list[Path], code: int)
     print(md.read_text())
     print(f"written: {md} and {md.with_suffix('.csv')}")
     if partial:
-        print(f"partial: {failed} of {len(job_dirs)} jobs failed and {incomplete} are missing; the report is "
-              f"only in {root} (results/ is untouched). Run the same command again to resume.", flush=True)
+        print(
+            f"partial: {failed} of {len(job_dirs)} jobs failed and {incomplete} are missing; the report is "
+            f"only in {root} (results/ is untouched). Run the same command again to resume.",
+            flush=True,
+        )
         return code or 1
     return code
 

@@ -28,8 +28,10 @@ def main(cfg: DictConfig) -> float | None:
     entry = plan.get(str(hc.job.num))
     if entry is None or entry["overrides"] != list(hc.overrides.task):
         # the plan numbers jobs as Hydra's basic sweeper does; a mismatch would skip or resume the wrong job
-        raise RuntimeError(f"job {hc.job.num} ({' '.join(hc.overrides.task)}) is not job {hc.job.num} of "
-                           f"{Path(hc.sweep.dir) / PLAN_FILE}; run ctrlab.reproduce again")
+        raise RuntimeError(
+            f"job {hc.job.num} ({' '.join(hc.overrides.task)}) is not job {hc.job.num} of "
+            f"{Path(hc.sweep.dir) / PLAN_FILE}; run ctrlab.reproduce again"
+        )
     output_dir = Path(cfg.paths.output_dir)
     if entry["action"] == "skip":
         log.info("job %s completed before with the same config; skipped", hc.job.num)

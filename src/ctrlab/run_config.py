@@ -120,12 +120,16 @@ def _key_of(error: dict[str, Any]) -> tuple:
 
 def _is_union_branch(part: Any) -> bool:
     # pydantic names the alternative of a union in the error location, e.g. ('max_epochs', 'int')
-    return isinstance(part, str) and (part in {"int", "float", "bool", "str", "none", "list[int]"} or "[" in part
-                                      or part.startswith(("constrained-", "literal[", "function-")))
+    return isinstance(part, str) and (
+        part in {"int", "float", "bool", "str", "none", "list[int]"}
+        or "[" in part
+        or part.startswith(("constrained-", "literal[", "function-"))
+    )
 
 
-def _check_against_constructor(values: dict[str, Any], prefix: str, skip: tuple[str, ...] = (),
-                               context: str = "") -> None:
+def _check_against_constructor(
+    values: dict[str, Any], prefix: str, skip: tuple[str, ...] = (), context: str = ""
+) -> None:
     """Every key of a ``_target_`` group is a parameter of the target's constructor, of its annotated type, and
     null only where the constructor takes None."""
     target = values.get("_target_")
@@ -139,13 +143,17 @@ def _check_against_constructor(values: dict[str, Any], prefix: str, skip: tuple[
         if key.startswith("_"):  # _target_, _partial_: Hydra's
             continue
         if key not in params:
-            raise ConfigError(f"{lead}{cls.__name__} has no argument `{prefix}{key}` (it takes: "
-                              f"{', '.join(params) or 'none'}), so there is nothing there to set or ablate")
+            raise ConfigError(
+                f"{lead}{cls.__name__} has no argument `{prefix}{key}` (it takes: "
+                f"{', '.join(params) or 'none'}), so there is nothing there to set or ablate"
+            )
         if key not in hints:
             continue
         if value is None and type(None) not in typing.get_args(hints[key]):
-            raise ConfigError(f"{lead}`{prefix}{key}` cannot be null, {cls.__name__} needs a "
-                              f"{_type_name(hints[key])} there: it cannot run without that part")
+            raise ConfigError(
+                f"{lead}`{prefix}{key}` cannot be null, {cls.__name__} needs a "
+                f"{_type_name(hints[key])} there: it cannot run without that part"
+            )
         try:
             TypeAdapter(hints[key]).validate_python(value, strict=not isinstance(value, list))
         except ValidationError as err:

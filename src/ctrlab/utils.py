@@ -31,8 +31,10 @@ def cpu_name() -> str:
 
 def machine_summary() -> str:
     """One line for benchmark output: OS, CPU, torch threads, Python and torch versions."""
-    return (f"{platform.platform()} | CPU: {cpu_name()} ({os.cpu_count()} cores, {torch.get_num_threads()} torch "
-            f"threads) | python {platform.python_version()} | torch {torch.__version__}")
+    return (
+        f"{platform.platform()} | CPU: {cpu_name()} ({os.cpu_count()} cores, {torch.get_num_threads()} torch "
+        f"threads) | python {platform.python_version()} | torch {torch.__version__}"
+    )
 
 
 def environment() -> dict[str, Any]:
@@ -45,7 +47,11 @@ def environment() -> dict[str, Any]:
             versions[name] = None
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=5,
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=5,
             cwd=Path(__file__).parent,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
@@ -101,8 +107,12 @@ class CheckLogDir(Callback):
     def _check(self, config: DictConfig) -> None:
         log_dir = config.paths.log_dir
         try:
-            require_writable(log_dir, what=f"cannot write the run's logs under {log_dir}", key="paths.log_dir",
-                             default="$CTRLAB_ROOT/logs")
+            require_writable(
+                log_dir,
+                what=f"cannot write the run's logs under {log_dir}",
+                key="paths.log_dir",
+                default="$CTRLAB_ROOT/logs",
+            )
         except PermissionError as err:
             raise SystemExit(f"Error: {err}") from None  # Hydra turns a callback's Exception into a mere warning
 

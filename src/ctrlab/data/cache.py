@@ -155,8 +155,12 @@ def _crc_sampled(path: Path, size: int) -> int:
 def _record(path: Path) -> dict[str, int]:
     """What the marker keeps of one file, for ``_damage``."""
     st = path.stat()
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "crc32": _crc_full(path),
-            "sampled_crc32": _crc_sampled(path, st.st_size)}
+    return {
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "crc32": _crc_full(path),
+        "sampled_crc32": _crc_sampled(path, st.st_size),
+    }
 
 
 def _damage(path: Path, record: dict[str, int], verify: str) -> str | None:
@@ -251,8 +255,12 @@ def build_atomically(
     """Run ``build(tmp)`` in a temporary sibling of ``folder``, mark the files it names (their size, mtime and
     checksums, and ``key``'s hash), and rename it into place: a crash leaves no half-written ``folder`` behind.
     ``valid()`` says whether a folder that another process renamed into place first is as good as ours."""
-    require_writable(folder.parent, what=f"cannot build the cache {folder}", key="paths.cache_dir",
-                     default="$CTRLAB_ROOT/.cache/data")
+    require_writable(
+        folder.parent,
+        what=f"cannot build the cache {folder}",
+        key="paths.cache_dir",
+        default="$CTRLAB_ROOT/.cache/data",
+    )
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.parent / f".{folder.name}.tmp-{socket.gethostname()}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -274,8 +282,12 @@ def build_atomically(
 
 
 def open_or_build(
-    folder: Path, key: dict[str, Any], build: Callable[[Path], list[str]], check: Callable[[Path], None],
-    what: str, verify: str,
+    folder: Path,
+    key: dict[str, Any],
+    build: Callable[[Path], list[str]],
+    check: Callable[[Path], None],
+    what: str,
+    verify: str,
 ) -> Path:
     """Return ``folder`` once it holds ``key``'s files: reused when ``marked_valid``, else built by
     ``build_atomically``. Logs which, with the time of a build (``what``: e.g. "criteo cache")."""

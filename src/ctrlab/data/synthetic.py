@@ -230,9 +230,13 @@ class SyntheticSource:
             u = u * (np.arange(c["latent_dim"]) < np.array(planted["field_dims"])[:, None])[:, None, :]
         fields = np.arange(num_f)
         first_terms = w[fields, raw]  # [N, F]
-        pair_terms = np.stack(  # [N, P]
-            [self._pair_term(planted, i, raw, u, extra_rng) for i in range(len(planted["pairs"]))], axis=1
-        ) if planted["pairs"] else np.zeros((n, 0))
+        pair_terms = (
+            np.stack(  # [N, P]
+                [self._pair_term(planted, i, raw, u, extra_rng) for i in range(len(planted["pairs"]))], axis=1
+            )
+            if planted["pairs"]
+            else np.zeros((n, 0))
+        )
         triple = np.zeros(n)
         for a, b, e in planted["triples"]:
             triple += (u[a, raw[:, a]] * u[b, raw[:, b]] * u[e, raw[:, e]]).sum(axis=1)

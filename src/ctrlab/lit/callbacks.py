@@ -60,6 +60,12 @@ class ValidationLog(pl.Callback):
             return
         if trainer.is_global_zero:
             m = trainer.callback_metrics
-            log.info("epoch %d · step %d · val AUC %.4f · val log loss %.4f · %.0f samples/s", trainer.current_epoch,
-                     trainer.global_step, m["val/auc"], m["val/logloss"], self._rate)
+            log.info(
+                "epoch %d · step %d · val AUC %.4f · val log loss %.4f · %.0f samples/s",
+                trainer.current_epoch,
+                trainer.global_step,
+                m["val/auc"],
+                m["val/logloss"],
+                self._rate,
+            )
         self._since, self._samples_since = time.perf_counter(), pl_module.samples_seen

@@ -66,8 +66,12 @@ class SafeWandbLogger(WandbLogger):
                 self._disable("init", err)
                 return DummyExperiment()
             _online_failure = f"{type(err).__name__}: {str(err).splitlines()[0]}"
-            log.warning("W&B could not log online (%s); this run, and the rest of its sweep, log to W&B offline: "
-                        "upload later with `wandb sync %s/wandb/offline-run-*`", _online_failure, self.save_dir)
+            log.warning(
+                "W&B could not log online (%s); this run, and the rest of its sweep, log to W&B offline: "
+                "upload later with `wandb sync %s/wandb/offline-run-*`",
+                _online_failure,
+                self.save_dir,
+            )
         self._wandb_init["mode"] = "offline"
         try:
             return super().experiment

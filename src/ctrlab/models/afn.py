@@ -45,8 +45,9 @@ class AFN(CTRModel):
         self.dnn_embedding = self.mlp = self.ensemble = None
         if mlp_hidden is not None:
             # one table for both parts, or the DNN's own (the authors' AFN+): one module under two names
-            self.dnn_embedding = (self.embedding if shared_embedding
-                                  else FeatureEmbedding(feature_map, embedding_dim, embedding_init_std))
+            self.dnn_embedding = (
+                self.embedding if shared_embedding else FeatureEmbedding(feature_map, embedding_dim, embedding_init_std)
+            )
             self.mlp = MLP(num_fields * embedding_dim, mlp_hidden, 1, mlp_dropout, mlp_norm)
             self.ensemble = nn.Linear(2, 1)  # [w_1, w_2], b
             nn.init.constant_(self.ensemble.weight, 0.5)

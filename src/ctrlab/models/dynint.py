@@ -73,8 +73,7 @@ class DynIntDGP(_OrthogonalPIN):
         super().__init__(feature_map, embedding_dim, embedding_init_std, num_subspaces, output_layer)
         self.ortho_lambda = ortho_lambda
         self.layers.extend(
-            DynamicGeneratedPIN(self.num_rows, self.input_dim, kernel_size, reduction_ratio)
-            for _ in range(num_layers)
+            DynamicGeneratedPIN(self.num_rows, self.input_dim, kernel_size, reduction_ratio) for _ in range(num_layers)
         )
 
     def layer_penalties(self, output: ModelOutput) -> list[torch.Tensor]:

@@ -32,9 +32,7 @@ from ctrlab.nn.mlp import MLP, Norm
 class _LinearPlusInteraction(CTRModel):
     """``LinearTerm + interaction(embedding)``: the shape every model here but HOFM has ([B] each)."""
 
-    def __init__(
-        self, feature_map: FeatureMap, width: int, embedding_init_std: float, interaction: nn.Module
-    ) -> None:
+    def __init__(self, feature_map: FeatureMap, width: int, embedding_init_std: float, interaction: nn.Module) -> None:
         super().__init__()
         self.linear = LinearTerm(feature_map)
         self.embedding = FeatureEmbedding(feature_map, width, embedding_init_std)
@@ -72,9 +70,7 @@ class FFM(_LinearPlusInteraction):
 class HOFM(CTRModel):
     """Higher-order FM up to ``order``: orders 2..m, each an ANOVA kernel over its own embedding table."""
 
-    def __init__(
-        self, feature_map: FeatureMap, embedding_dim: int, embedding_init_std: float, order: int
-    ) -> None:
+    def __init__(self, feature_map: FeatureMap, embedding_dim: int, embedding_init_std: float, order: int) -> None:
         super().__init__()
         if order < 2:
             raise ValueError(f"HOFM order must be >= 2, got {order}")

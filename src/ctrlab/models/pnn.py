@@ -75,8 +75,7 @@ class PNN(ProductBasedNetwork):
             products.append(OuterProduct(embedding_dim))
         if not products:
             raise ValueError("PNN needs inner_product, outer_product or both")
-        super().__init__(feature_map, embedding_dim, embedding_init_std, products,
-                         mlp_hidden, mlp_dropout, mlp_norm)
+        super().__init__(feature_map, embedding_dim, embedding_init_std, products, mlp_hidden, mlp_dropout, mlp_norm)
 
 
 class ProductNetworkInNetwork(ProductBasedNetwork):
@@ -98,5 +97,4 @@ class ProductNetworkInNetwork(ProductBasedNetwork):
         mlp_norm: Norm,
     ) -> None:
         products = [PairSubNetworks(feature_map.num_fields, embedding_dim, subnet_hidden, subnet_norm)]
-        super().__init__(feature_map, embedding_dim, embedding_init_std, products,
-                         mlp_hidden, mlp_dropout, mlp_norm)
+        super().__init__(feature_map, embedding_dim, embedding_init_std, products, mlp_hidden, mlp_dropout, mlp_norm)

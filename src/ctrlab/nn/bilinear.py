@@ -23,8 +23,7 @@ class BilinearInteraction(nn.Module):
     def __init__(self, num_fields: int, dim: int, kind: BilinearType) -> None:
         super().__init__()
         rows, cols = pair_indices(num_fields)
-        which = {"field_all": torch.zeros_like(rows), "field_each": rows,
-                 "field_interaction": torch.arange(len(rows))}
+        which = {"field_all": torch.zeros_like(rows), "field_each": rows, "field_interaction": torch.arange(len(rows))}
         if kind not in which:
             raise ValueError(f"bilinear type must be one of {sorted(which)}; got {kind!r}")
         count = {"field_all": 1, "field_each": num_fields, "field_interaction": len(rows)}[kind]

@@ -125,15 +125,16 @@ def cross_network(
 ) -> nn.Module:
     """The cross network named by ``kind``; ``rank`` is for low_rank / mixture, ``num_experts`` and
     ``activation`` (g) for mixture only; arguments a kind does not use must be None."""
-    used = {"v1": set(), "full": set(), "low_rank": {"rank"},
-            "mixture": {"rank", "num_experts", "activation"}}
+    used = {"v1": set(), "full": set(), "low_rank": {"rank"}, "mixture": {"rank", "num_experts", "activation"}}
     if kind not in used:
         raise ValueError(f"cross type must be one of {sorted(used)}; got {kind!r}")
     args = dict(rank=rank, num_experts=num_experts, activation=activation)
     given = {k for k, v in args.items() if v is not None}
     if given != used[kind]:
-        raise ValueError(f"cross type {kind!r} takes {sorted(used[kind]) or 'no'} of rank / num_experts / "
-                         f"activation; got {sorted(given) or 'none'}")
+        raise ValueError(
+            f"cross type {kind!r} takes {sorted(used[kind]) or 'no'} of rank / num_experts / "
+            f"activation; got {sorted(given) or 'none'}"
+        )
     if kind == "v1":
         return CrossNetworkV1(dim, num_layers)
 

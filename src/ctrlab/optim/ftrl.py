@@ -83,12 +83,17 @@ class FTRL(Optimizer):
     ) -> None:
         if lr <= 0:
             raise ValueError(f"lr (alpha) must be positive, got {lr}")
-        for name, value in (("beta", beta), ("l1", l1), ("l2", l2), ("initial_accumulator_value",
-                                                                      initial_accumulator_value)):
+        for name, value in (
+            ("beta", beta),
+            ("l1", l1),
+            ("l2", l2),
+            ("initial_accumulator_value", initial_accumulator_value),
+        ):
             if value < 0:
                 raise ValueError(f"{name} must be non-negative, got {value}")
-        defaults = dict(lr=lr, beta=beta, l1=l1, l2=l2, initial_accumulator_value=initial_accumulator_value,
-                        warm_start=warm_start)
+        defaults = dict(
+            lr=lr, beta=beta, l1=l1, l2=l2, initial_accumulator_value=initial_accumulator_value, warm_start=warm_start
+        )
         if self._needs_positive_q0 and beta == 0 and initial_accumulator_value == 0 and l2 == 0:
             raise ValueError(f"{type(self).__name__} needs beta > 0, initial_accumulator_value > 0 or l2 > 0")
         super().__init__(params, defaults)
@@ -135,8 +140,11 @@ class FTRL(Optimizer):
                 state = self.state[p]
                 if not state:
                     n0 = torch.full_like(w, group["initial_accumulator_value"])
-                    z0 = (self._initial_z(w, self._curvature(n0, group), group["l1"]) if group["warm_start"]
-                          else torch.zeros_like(w))
+                    z0 = (
+                        self._initial_z(w, self._curvature(n0, group), group["l1"])
+                        if group["warm_start"]
+                        else torch.zeros_like(w)
+                    )
                     state["n"], state["z"] = n0, z0
                 n, z = state["n"], state["z"]
                 n_new = n + g * g

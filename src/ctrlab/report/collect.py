@@ -123,6 +123,9 @@ def collect(run_dirs: Iterable[Path]) -> Collection:
                 continue
             # a run fills the paper row its experiment names (autoint_plus -> autoint; a sweep value), else its model's
             row = metrics.get("paper_row") or metrics.get("model")
-            rows.append({k: metrics.get(k) for k in SCHEMA} | _nested(metrics, ("oracle", "oracle_valid"))
-                        | {"model": row, "config": metrics.get("model"), "job": str(job), "scale": _scale(job)})
+            rows.append(
+                {k: metrics.get(k) for k in SCHEMA}
+                | _nested(metrics, ("oracle", "oracle_valid"))
+                | {"model": row, "config": metrics.get("model"), "job": str(job), "scale": _scale(job)}
+            )
     return Collection(pl.DataFrame(rows, schema=SCHEMA), tuple(skipped))

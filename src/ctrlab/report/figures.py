@@ -32,10 +32,17 @@ METRICS = (("auc", "AUC"), ("logloss", "LogLoss"))
 
 def _points(runs: pl.DataFrame) -> pl.DataFrame:
     """Mean/std/n of the test metrics per x value. Columns: x, {metric}_mean, {metric}_std, n."""
-    aggs = [agg for m, _ in METRICS for agg in (pl.col(f"test/{m}").mean().alias(f"{m}_mean"),
-                                                pl.col(f"test/{m}").std().alias(f"{m}_std"))]
-    return (runs.with_columns(pl.col("model").cast(pl.Float64).alias("x"))
-            .group_by("x").agg(*aggs, pl.len().alias("n")).sort("x"))
+    aggs = [
+        agg
+        for m, _ in METRICS
+        for agg in (pl.col(f"test/{m}").mean().alias(f"{m}_mean"), pl.col(f"test/{m}").std().alias(f"{m}_std"))
+    ]
+    return (
+        runs.with_columns(pl.col("model").cast(pl.Float64).alias("x"))
+        .group_by("x")
+        .agg(*aggs, pl.len().alias("n"))
+        .sort("x")
+    )
 
 
 def _curves(runs: pl.DataFrame) -> pl.DataFrame:
@@ -47,15 +54,27 @@ def _curves(runs: pl.DataFrame) -> pl.DataFrame:
             continue
         # keep="first": after fitting, the best checkpoint is validated again at the last step; that is no point
         # of the training curve
-        frames.append(pl.read_csv(log).filter(pl.col("val/auc").is_not_null())
-                      .unique(subset="step", keep="first", maintain_order=True)
-                      .select(pl.lit(float(series)).alias("series"), "step",
-                              pl.col("val/auc").alias("auc"), pl.col("val/logloss").alias("logloss")))
+        frames.append(
+            pl.read_csv(log)
+            .filter(pl.col("val/auc").is_not_null())
+            .unique(subset="step", keep="first", maintain_order=True)
+            .select(
+                pl.lit(float(series)).alias("series"),
+                "step",
+                pl.col("val/auc").alias("auc"),
+                pl.col("val/logloss").alias("logloss"),
+            )
+        )
     if not frames:
-        return pl.DataFrame(schema={"series": pl.Float64, "step": pl.Int64, "auc": pl.Float64,
-                                    "logloss": pl.Float64, "n": pl.UInt32})
-    return (pl.concat(frames).group_by("series", "step")
-            .agg(pl.col("auc").mean(), pl.col("logloss").mean(), pl.len().alias("n")).sort("series", "step"))
+        return pl.DataFrame(
+            schema={"series": pl.Float64, "step": pl.Int64, "auc": pl.Float64, "logloss": pl.Float64, "n": pl.UInt32}
+        )
+    return (
+        pl.concat(frames)
+        .group_by("series", "step")
+        .agg(pl.col("auc").mean(), pl.col("logloss").mean(), pl.len().alias("n"))
+        .sort("series", "step")
+    )
 
 
 def _plot(spec: dict[str, Any], table: pl.DataFrame, path: Path, oracle: dict[str, Oracle]) -> None:
@@ -69,8 +88,9 @@ def _plot(spec: dict[str, Any], table: pl.DataFrame, path: Path, oracle: dict[st
             ax.set_xlabel("training step")
             ax.legend(fontsize=7)
         else:
-            ax.errorbar(table["x"], table[f"{metric}_mean"], yerr=table[f"{metric}_std"].fill_null(0.0),
-                        marker="o", capsize=3)
+            ax.errorbar(
+                table["x"], table[f"{metric}_mean"], yerr=table[f"{metric}_std"].fill_null(0.0), marker="o", capsize=3
+            )
             if spec.get("log2_x"):
                 ax.set_xscale("log", base=2)
             ax.set_xticks(table["x"].to_list(), [f"{v:g}" for v in table["x"]])
@@ -102,16 +122,27 @@ def write_figure(spec: dict[str, Any], run_dirs: list[Path], out_dir: Path, scal
     write_text_atomic(out_dir / f"{key}.csv", table.write_csv())
     data = sorted(set(runs["data_description"].drop_nulls().to_list()))
     failed = sum(s.reason == "failed" for s in collection.skipped)
-    lines = [f"# {spec['paper']} {key} ({spec['label']}): reproduced", "", f"*{spec['caption']}*", "",
-             f"![{spec['label']}]({key}.png)", "",
-             f"- **Paper's claim** (the figure prints no numbers): {spec['claim']}",
-             f"- **Runs**: {runs.height} completed ({', '.join(sorted(set(runs['config'].drop_nulls())))}), "
-             f"{failed} failed; scale `{scale}`; seeds {', '.join(map(str, sorted(set(runs['seed'].drop_nulls()))))}.",
-             f"- **Data**: {'; '.join(data) or 'no runs'}",
-             *(f"- **Oracle** (the stand-in's true click probability, {dataset_name(d)} test split; dashed): "
-               + ", ".join(f"{name} {o.mean[m]:.4f}" for m, name in METRICS)
-               + (f" — {o.disagreement()}" if not o.agree else "") for d, o in oracle.items()),
-             f"- **Note**: {HONESTY_NOTE}", "", f"The plotted numbers are in `{key}.csv`."]
+    lines = [
+        f"# {spec['paper']} {key} ({spec['label']}): reproduced",
+        "",
+        f"*{spec['caption']}*",
+        "",
+        f"![{spec['label']}]({key}.png)",
+        "",
+        f"- **Paper's claim** (the figure prints no numbers): {spec['claim']}",
+        f"- **Runs**: {runs.height} completed ({', '.join(sorted(set(runs['config'].drop_nulls())))}), "
+        f"{failed} failed; scale `{scale}`; seeds {', '.join(map(str, sorted(set(runs['seed'].drop_nulls()))))}.",
+        f"- **Data**: {'; '.join(data) or 'no runs'}",
+        *(
+            f"- **Oracle** (the stand-in's true click probability, {dataset_name(d)} test split; dashed): "
+            + ", ".join(f"{name} {o.mean[m]:.4f}" for m, name in METRICS)
+            + (f" — {o.disagreement()}" if not o.agree else "")
+            for d, o in oracle.items()
+        ),
+        f"- **Note**: {HONESTY_NOTE}",
+        "",
+        f"The plotted numbers are in `{key}.csv`.",
+    ]
     md = out_dir / f"{key}.md"
     write_text_atomic(md, "\n".join(lines) + "\n")
     return md

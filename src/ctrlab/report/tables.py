@@ -43,12 +43,30 @@ SPLIT = "test"  # the papers print test-set numbers
 SELECT_ON = "val/auc"  # a hyper-parameter grid's point is chosen on the validation split, never on test
 RUN_METRICS = ("auc", "logloss")  # what a run measures that a paper table also prints
 FALLBACK_DECIMALS = 4
-CSV_COLUMNS = ("model", "name", "dataset", "metric", "ours_mean", "ours_std", "n", "paper", "diff", "oracle",
-               "gap_to_oracle", "status", "best_baseline", "p_value", "significance", "data_description")
+CSV_COLUMNS = (
+    "model",
+    "name",
+    "dataset",
+    "metric",
+    "ours_mean",
+    "ours_std",
+    "n",
+    "paper",
+    "diff",
+    "oracle",
+    "gap_to_oracle",
+    "status",
+    "best_baseline",
+    "p_value",
+    "significance",
+    "data_description",
+)
 ORACLE_ROW = "Oracle (true model)"
 MARKS = {"better": "▲", "worse": "▼"}
-HONESTY_NOTE = ("our numbers come from the data and budget named above; on stand-in or subsampled data they "
-                "are not comparable to the paper's in absolute value.")
+HONESTY_NOTE = (
+    "our numbers come from the data and budget named above; on stand-in or subsampled data they "
+    "are not comparable to the paper's in absolute value."
+)
 
 
 @dataclass(frozen=True)
@@ -111,7 +129,8 @@ def _table_metrics(table: PaperTable) -> tuple[str, ...]:
         raise ValueError(
             f"{table.paper} {table.key} ({table.kind}, rows keyed by {', '.join(table.row_key)}) cannot be "
             f"filled from runs: only tables with one key per row (a model, or a swept value) and "
-            f"{'/'.join(RUN_METRICS)} columns can")
+            f"{'/'.join(RUN_METRICS)} columns can"
+        )
     return metrics
 
 
@@ -127,9 +146,11 @@ def _data_per_dataset(runs: pl.DataFrame, datasets: Iterable[str]) -> dict[str, 
         used = runs_here.select("data", "data_description").unique().rows()
         if len(used) > 1:
             # one column averaging runs on different data would be meaningless
-            raise ValueError(f"the {dataset} column mixes runs on different data: "
-                             + "; ".join(f"{d} ({desc})" for d, desc in used)
-                             + " — pass run folders of one data setup per table")
+            raise ValueError(
+                f"the {dataset} column mixes runs on different data: "
+                + "; ".join(f"{d} ({desc})" for d, desc in used)
+                + " — pass run folders of one data setup per table"
+            )
         data[dataset] = used[0] if used else None
     return data
 
@@ -155,23 +176,28 @@ def select_grid_points(runs: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, str]
     best = points.group_by("model", "paper_dataset", maintain_order=True).agg(
         pl.col("grid_point").first(), pl.col("score").first(), pl.len().alias("grid")
     )
-    kept = gridded.join(best.select("model", "paper_dataset", "grid_point"),
-                         on=["model", "paper_dataset", "grid_point"])
-    selected = {f"{m} on {d}": f"`{p}` ({SELECT_ON} {score:.4f}, best of {n})"
-                for m, d, p, score, n in best.rows()}
+    kept = gridded.join(
+        best.select("model", "paper_dataset", "grid_point"), on=["model", "paper_dataset", "grid_point"]
+    )
+    selected = {f"{m} on {d}": f"`{p}` ({SELECT_ON} {score:.4f}, best of {n})" for m, d, p, score, n in best.rows()}
     return pl.concat([runs.filter(pl.col("grid_point").is_null()), kept.select(runs.columns)]), selected
 
 
-def _mark_significance(table: PaperTable, cells: list[Cell], values: dict[tuple[str, str, str], list[float]]
-                       ) -> tuple[list[Cell], dict[tuple[str, str], str]]:
+def _mark_significance(
+    table: PaperTable, cells: list[Cell], values: dict[tuple[str, str, str], list[float]]
+) -> tuple[list[Cell], dict[tuple[str, str], str]]:
     """Test each proposed row's cell against our best baseline of its dataset x metric (best mean among the
     rows not in ``table.proposed``); returns the cells with their test and, per (dataset, metric), that row."""
     sign = {m: better_sign(m) for m in {c.metric for c in cells}}
     best: dict[tuple[str, str], Cell] = {}
     for c in cells:
         key = (c.dataset, c.metric)
-        if table.proposed and c.model not in table.proposed and c.status == "ok" and (
-                key not in best or sign[c.metric] * c.ours_mean > sign[c.metric] * best[key].ours_mean):
+        if (
+            table.proposed
+            and c.model not in table.proposed
+            and c.status == "ok"
+            and (key not in best or sign[c.metric] * c.ours_mean > sign[c.metric] * best[key].ours_mean)
+        ):
             best[key] = c
     rule = table.significance
     out = []
@@ -180,11 +206,17 @@ def _mark_significance(table: PaperTable, cells: list[Cell], values: dict[tuple[
         if c.model not in table.proposed or base is None:
             out.append(c)
             continue
-        p = welch_p_value(values.get((c.model, c.dataset, c.metric), []),
-                          values[base.model, c.dataset, c.metric]) if c.status == "ok" else None
+        p = (
+            welch_p_value(values.get((c.model, c.dataset, c.metric), []), values[base.model, c.dataset, c.metric])
+            if c.status == "ok"
+            else None
+        )
         gap = None if p is None else c.ours_mean - base.ours_mean
-        significant = (p is not None and p < rule.p_threshold
-                       and (c.metric != "auc" or rule.min_auc_diff is None or abs(gap) >= rule.min_auc_diff))
+        significant = (
+            p is not None
+            and p < rule.p_threshold
+            and (c.metric != "auc" or rule.min_auc_diff is None or abs(gap) >= rule.min_auc_diff)
+        )
         verdict = ("better" if sign[c.metric] * gap > 0 else "worse") if significant else ""
         out.append(replace(c, best_baseline=base.model, p_value=p, significance=verdict))
     return out, {k: c.name for k, c in best.items()}
@@ -196,8 +228,10 @@ def _check_duplicates(runs: pl.DataFrame) -> None:
     if dup.height:
         model, config, dataset, point, seed, jobs = dup.row(0)
         where = f" at grid point {point}" if point else ""
-        raise ValueError(f"{config} ({model}) on {dataset}{where} with seed {seed} was run more than once "
-                         f"({', '.join(jobs)}); pass each run folder once")
+        raise ValueError(
+            f"{config} ({model}) on {dataset}{where} with seed {seed} was run more than once "
+            f"({', '.join(jobs)}); pass each run folder once"
+        )
 
 
 def run_scale(collection: Collection, scale: str | None) -> str:
@@ -206,16 +240,24 @@ def run_scale(collection: Collection, scale: str | None) -> str:
     recorded = sorted(set(collection.runs["scale"].drop_nulls()))
     if scale is None:
         if len(recorded) != 1:
-            raise ValueError(f"the runs record {'scales ' + ', '.join(recorded) if recorded else 'no scale'} "
-                             f"(.hydra/hydra.yaml); pass --scale smoke|default|paper")
+            raise ValueError(
+                f"the runs record {'scales ' + ', '.join(recorded) if recorded else 'no scale'} "
+                f"(.hydra/hydra.yaml); pass --scale smoke|default|paper"
+            )
         return recorded[0]
     if recorded and recorded != [scale]:
         raise ValueError(f"--scale {scale} but the runs were made at scale {', '.join(recorded)}")
     return scale
 
 
-def build_table(table: PaperTable, collection: Collection, configs_dir: Path, scale: str,
-                row_configs: dict[str, str] | None = None, expected: int | None = None) -> ResultTable:
+def build_table(
+    table: PaperTable,
+    collection: Collection,
+    configs_dir: Path,
+    scale: str,
+    row_configs: dict[str, str] | None = None,
+    expected: int | None = None,
+) -> ResultTable:
     """Fill ``table`` with the completed runs of ``collection``; rows without runs say why.
 
     ``row_configs`` maps a row key to the model config that fills it where the two differ (an experiment's
@@ -239,12 +281,18 @@ def build_table(table: PaperTable, collection: Collection, configs_dir: Path, sc
 
     stats = {
         (r["model"], r["paper_dataset"]): r
-        for r in ours.group_by("model", "paper_dataset").agg(
-            agg for m in metrics for agg in (pl.col(f"{SPLIT}/{m}").mean().alias(f"{m}:mean"),
-                                             pl.col(f"{SPLIT}/{m}").std().alias(f"{m}:std"),
-                                             pl.col(f"{SPLIT}/{m}").count().alias(f"{m}:n"),
-                                             pl.col(f"{SPLIT}/{m}").drop_nulls().alias(f"{m}:values"))
-        ).iter_rows(named=True)
+        for r in ours.group_by("model", "paper_dataset")
+        .agg(
+            agg
+            for m in metrics
+            for agg in (
+                pl.col(f"{SPLIT}/{m}").mean().alias(f"{m}:mean"),
+                pl.col(f"{SPLIT}/{m}").std().alias(f"{m}:std"),
+                pl.col(f"{SPLIT}/{m}").count().alias(f"{m}:n"),
+                pl.col(f"{SPLIT}/{m}").drop_nulls().alias(f"{m}:values"),
+            )
+        )
+        .iter_rows(named=True)
     }
     failed = {(s.model, s.paper_dataset) for s in collection.skipped if s.reason == "failed"}
 
@@ -264,15 +312,29 @@ def build_table(table: PaperTable, collection: Collection, configs_dir: Path, sc
                     status = "failed"
                 else:
                     status = "not run"
-                cells.append(Cell(model, row["name"], dataset, metric, s.get(f"{metric}:mean"),
-                                  s.get(f"{metric}:std"), n, table.value(row, dataset, metric), status,
-                                  oracle=oracle[dataset].mean[metric] if oracle[dataset] else None))
+                cells.append(
+                    Cell(
+                        model,
+                        row["name"],
+                        dataset,
+                        metric,
+                        s.get(f"{metric}:mean"),
+                        s.get(f"{metric}:std"),
+                        n,
+                        table.value(row, dataset, metric),
+                        status,
+                        oracle=oracle[dataset].mean[metric] if oracle[dataset] else None,
+                    )
+                )
     values = {(m, d, metric): s[f"{metric}:values"] for (m, d), s in stats.items() for metric in metrics}
     cells, best = _mark_significance(table, cells, values)
     names = {row_id(table, row): row["name"] for row in table.rows}
     claims = get_claims(table)
-    checked = {d: tuple(check_claim(c, d, values, names, o, claims_alpha()) for c in claims)
-               for d, o in oracle.items() if o is not None}
+    checked = {
+        d: tuple(check_claim(c, d, values, names, o, claims_alpha()) for c in claims)
+        for d, o in oracle.items()
+        if o is not None
+    }
 
     ignored = runs.filter(~in_table).group_by("model", "paper_dataset").len().sort("model", "paper_dataset")
     return ResultTable(
@@ -288,8 +350,14 @@ def build_table(table: PaperTable, collection: Collection, configs_dir: Path, sc
         expected=expected,
         ignored={f"{m} on {d}": n for m, d, n in ignored.rows()},
         configs=tuple(sorted(ours["config"].drop_nulls().unique().to_list())),
-        optimizers={opt: tuple(sorted(set(cfgs))) for opt, cfgs in ours.drop_nulls("optimizer")
-                    .group_by("optimizer").agg(pl.col("config")).sort("optimizer").rows()},
+        optimizers={
+            opt: tuple(sorted(set(cfgs)))
+            for opt, cfgs in ours.drop_nulls("optimizer")
+            .group_by("optimizer")
+            .agg(pl.col("config"))
+            .sort("optimizer")
+            .rows()
+        },
         selected=selected,
         best=best,
         oracles=oracle,
@@ -308,8 +376,13 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(c) for c in col) for col in zip(header, *rows, strict=True)]
 
     def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                                 for i, (c, w) in enumerate(zip(cells, widths, strict=True))) + " |"
+        return (
+            "| "
+            + " | ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            )
+            + " |"
+        )
 
     rule = "| " + " | ".join("-" * w if i == 0 else "-" * (w - 1) + ":" for i, w in enumerate(widths)) + " |"
     return [line(header), rule, *(line(r) for r in rows)]
@@ -354,11 +427,13 @@ def _significance_note(result: ResultTable) -> str:
     names = ", ".join(r["name"] for r in t.rows if row_id(t, r) in t.proposed)
     rule = t.significance
     auc = f" and an AUC gap of at least {rule.min_auc_diff:g}" if rule.min_auc_diff is not None else ""
-    note = (f"{MARKS['better']} / {MARKS['worse']} after our value = the paper's own model ({names}) is "
-            f"significantly better / worse than our best baseline (the best of the other rows in our runs, per "
-            f"dataset and metric, named under each table): two-tailed Welch t-test (unequal variances) over "
-            f"seeds, p < {rule.p_threshold:g}{auc}. Threshold: {rule.source}. The paper's own bold and \\* "
-            f"stay on its values.")
+    note = (
+        f"{MARKS['better']} / {MARKS['worse']} after our value = the paper's own model ({names}) is "
+        f"significantly better / worse than our best baseline (the best of the other rows in our runs, per "
+        f"dataset and metric, named under each table): two-tailed Welch t-test (unequal variances) over "
+        f"seeds, p < {rule.p_threshold:g}{auc}. Threshold: {rule.source}. The paper's own bold and \\* "
+        f"stay on its values."
+    )
     if all(c.n < 2 for c in result.cells):
         return f"no test made: fewer than 2 seeds per cell (a t-test needs n >= 2). When there are: {note}"
     return note + " Cells with fewer than 2 seeds on either side are not tested."
@@ -378,12 +453,14 @@ def _header(result: ResultTable) -> list[str]:
         epochs = f"{lo} epoch{'s' if lo != 1 else ''}" if lo == hi else f"{lo}–{hi} epochs"
         seeds = ", ".join(map(str, result.seeds))
         budget = f"scale `{result.scale}`; {epochs} per run; seeds {seeds}; metrics on the {SPLIT} split"
-    lines = [f"# {t.paper} {t.key} ({t.label}): paper vs reproduced", "",
-             f"*{t.caption}* — {t.title}", ""]
+    lines = [f"# {t.paper} {t.key} ({t.label}): paper vs reproduced", "", f"*{t.caption}* — {t.title}", ""]
     total = _total_jobs(result)
     if total > result.completed:
-        lines += [f"**Partial**: {total - result.completed} of {total} jobs did not complete (failed or missing, "
-                  f"counted at the end); their cells are missing or rest on fewer seeds.", ""]
+        lines += [
+            f"**Partial**: {total - result.completed} of {total} jobs did not complete (failed or missing, "
+            f"counted at the end); their cells are missing or rest on fewer seeds.",
+            "",
+        ]
     lines += [f"- **Budget**: {budget}.", "- **Data per paper column**:"]
     for dataset, used in result.data.items():
         desc = "no runs" if used is None else f"{used[1]} (`data={used[0]}`)"
@@ -398,33 +475,49 @@ def _header(result: ResultTable) -> list[str]:
             desc += "; no oracle (real data: its true click probability is unknown)"
         lines.append(f"  - {dataset_name(dataset)} column: {desc}")
     if any(o is not None for o in result.oracles.values()):
-        lines.append(f"- **Oracle**: on a synthetic stand-in, the row `{ORACLE_ROW}` scores the data's true click "
-                     f"probability on the same {SPLIT} split: what a perfect model would score, the ceiling that "
-                     f"the data's noise leaves. `− oracle` columns = ours − oracle (AUC: how far below it; "
-                     f"LogLoss: how far above it). Real-data columns have no oracle.")
+        lines.append(
+            f"- **Oracle**: on a synthetic stand-in, the row `{ORACLE_ROW}` scores the data's true click "
+            f"probability on the same {SPLIT} split: what a perfect model would score, the ceiling that "
+            f"the data's noise leaves. `− oracle` columns = ours − oracle (AUC: how far below it; "
+            f"LogLoss: how far above it). Real-data columns have no oracle."
+        )
     if result.optimizers:
-        lines.append("- **Optimizers**: " + "; ".join(f"`{opt}` for {', '.join(cfgs)}"
-                                                    for opt, cfgs in result.optimizers.items()))
+        lines.append(
+            "- **Optimizers**: "
+            + "; ".join(f"`{opt}` for {', '.join(cfgs)}" for opt, cfgs in result.optimizers.items())
+        )
     lines.append(f"- **Significance**: {_significance_note(result)}")
-    lines += [f"- **Note**: {HONESTY_NOTE}", "",
-              "ours = mean ± sample std over seeds (n = number of seeds; std only for n > 1); paper = as "
-              "printed (bold and \\* as in the paper); Δ = ours − paper (AUC: higher is better, LogLoss: "
-              "lower is better)."]
+    lines += [
+        f"- **Note**: {HONESTY_NOTE}",
+        "",
+        "ours = mean ± sample std over seeds (n = number of seeds; std only for n > 1); paper = as "
+        "printed (bold and \\* as in the paper); Δ = ours − paper (AUC: higher is better, LogLoss: "
+        "lower is better).",
+    ]
     if result.selected:
-        lines += ["", f"Hyper-parameter grid (configs/grid/): each cell reports the point with the best mean "
-                      f"`{SELECT_ON}` over seeds, chosen on validation, never on test:"]
+        lines += [
+            "",
+            f"Hyper-parameter grid (configs/grid/): each cell reports the point with the best mean "
+            f"`{SELECT_ON}` over seeds, chosen on validation, never on test:",
+        ]
         lines += [f"- {k}: {v}" for k, v in result.selected.items()]
     if t.row_key != ("model",):
-        lines += ["", f"Rows are values of `{t.row_key[0]}`; each cell pools the runs of "
-                      f"{', '.join(f'`{c}`' for c in result.configs) or 'no model yet'} over seeds (n counts runs)."]
+        lines += [
+            "",
+            f"Rows are values of `{t.row_key[0]}`; each cell pools the runs of "
+            f"{', '.join(f'`{c}`' for c in result.configs) or 'no model yet'} over seeds (n counts runs).",
+        ]
     return lines
 
 
 def _footer(result: ResultTable) -> list[str]:
     failed = [s for s in result.skipped if s.reason == "failed"]
     missing = [s for s in result.skipped if s.reason == "missing"]
-    lines = ["---", "", f"Jobs read: {result.completed} completed, {len(failed)} failed, "
-                        f"{len(missing)} missing (no metrics.json)."]
+    lines = [
+        "---",
+        "",
+        f"Jobs read: {result.completed} completed, {len(failed)} failed, {len(missing)} missing (no metrics.json).",
+    ]
     never = _total_jobs(result) - result.completed - len(failed) - len(missing)
     if never:
         lines.append(f"Jobs never started: {never} of the reproduction's {result.expected}.")
@@ -434,8 +527,9 @@ def _footer(result: ResultTable) -> list[str]:
     for s in missing:
         lines.append(f"- missing: `{s.job}`" + (f" (overrides: {s.detail})" if s.detail else ""))
     if result.ignored:
-        lines.append("Runs not in this table (ignored): "
-                     + ", ".join(f"{k} ({n})" for k, n in result.ignored.items()) + ".")
+        lines.append(
+            "Runs not in this table (ignored): " + ", ".join(f"{k} ({n})" for k, n in result.ignored.items()) + "."
+        )
     return lines
 
 
@@ -468,17 +562,27 @@ def render_markdown(result: ResultTable) -> str:
 
 def _plateau_section(result: ResultTable, dataset: str) -> list[str]:
     """One line per row with runs: did its monitor plateau before the budget ended?"""
-    checks = [(row["name"], result.plateaus[key]) for row in result.table.rows
-              if (key := (row_id(result.table, row), dataset)) in result.plateaus]
+    checks = [
+        (row["name"], result.plateaus[key])
+        for row in result.table.rows
+        if (key := (row_id(result.table, row), dataset)) in result.plateaus
+    ]
     if not checks:
         return []
-    lines = ["", "Plateau check (epochs run, min–max over the row's runs, of max_epochs; runs in which early "
-                 "stopping fired; the selected checkpoint's epoch and the monitor that chose it):", ""]
+    lines = [
+        "",
+        "Plateau check (epochs run, min–max over the row's runs, of max_epochs; runs in which early "
+        "stopping fired; the selected checkpoint's epoch and the monitor that chose it):",
+        "",
+    ]
     lines += [f"- {plateau_line(name, p)}" for name, p in checks]
     unconverged = sum(p.maybe_unconverged for _, p in checks)
     if unconverged:
-        lines += ["", f"{unconverged} of {len(checks)} rows never stopped early: possibly not converged, their "
-                      f"numbers are those of the budget, not of the model."]
+        lines += [
+            "",
+            f"{unconverged} of {len(checks)} rows never stopped early: possibly not converged, their "
+            f"numbers are those of the budget, not of the model.",
+        ]
     return lines
 
 
@@ -488,12 +592,19 @@ def _claims_section(result: ResultTable, dataset: str) -> list[str]:
     if not claims or result.data[dataset] is None:
         return []
     if dataset not in result.claims:
-        return ["", f"Planted-truth checks: none — the claims ({'; '.join(c.text for c in claims)}) are about a "
-                    f"synthetic stand-in's planted truth, and this column is real data, with no oracle."]
-    lines = ["", f"Planted-truth checks on this stand-in ({SPLIT} split; a side of several rows pools all their "
-                 f"runs; two-tailed Welch t-test over runs, significant at p < {claims_alpha():g}; `A < B`: yes "
-                 f"when B is significantly better, `A <= B`: yes unless B is significantly worse; the best row "
-                 f"is the best mean):", ""]
+        return [
+            "",
+            f"Planted-truth checks: none — the claims ({'; '.join(c.text for c in claims)}) are about a "
+            f"synthetic stand-in's planted truth, and this column is real data, with no oracle.",
+        ]
+    lines = [
+        "",
+        f"Planted-truth checks on this stand-in ({SPLIT} split; a side of several rows pools all their "
+        f"runs; two-tailed Welch t-test over runs, significant at p < {claims_alpha():g}; `A < B`: yes "
+        f"when B is significantly better, `A <= B`: yes unless B is significantly worse; the best row "
+        f"is the best mean):",
+        "",
+    ]
     return lines + [f"- {r.line()}" for r in result.claims[dataset]]
 
 
@@ -504,15 +615,39 @@ def render_csv(result: ResultTable) -> str:
     writer.writerow(CSV_COLUMNS)
     for c in result.cells:
         used = result.data[c.dataset]
-        writer.writerow([c.model, c.name, c.dataset, c.metric, c.ours_mean, c.ours_std, c.n, c.paper, c.diff,
-                         c.oracle, c.gap_to_oracle, c.status, c.best_baseline, c.p_value, c.significance,
-                         used[1] if used else None])
+        writer.writerow(
+            [
+                c.model,
+                c.name,
+                c.dataset,
+                c.metric,
+                c.ours_mean,
+                c.ours_std,
+                c.n,
+                c.paper,
+                c.diff,
+                c.oracle,
+                c.gap_to_oracle,
+                c.status,
+                c.best_baseline,
+                c.p_value,
+                c.significance,
+                used[1] if used else None,
+            ]
+        )
     return buf.getvalue()
 
 
-def write_table(paper: str, table: str, run_dirs: list[Path], out_dir: Path, configs_dir: Path,
-                scale: str | None = None, row_configs: dict[str, str] | None = None,
-                expected: int | None = None) -> Path:
+def write_table(
+    paper: str,
+    table: str,
+    run_dirs: list[Path],
+    out_dir: Path,
+    configs_dir: Path,
+    scale: str | None = None,
+    row_configs: dict[str, str] | None = None,
+    expected: int | None = None,
+) -> Path:
     """Write ``<out_dir>/<table>.<scale>.md`` and ``.csv`` for a paper table from run folders (or job folders);
     return the .md path. ``scale``: default, the one the runs recorded; ``expected``: the reproduction's
     number of jobs, when known."""

@@ -63,8 +63,10 @@ class Oracle:
         if self.agree:
             return ""
         parts = [f"{metric_name(m)} {lo:.6f}–{hi:.6f}" for m, (lo, hi) in self.spread.items()]
-        return (f"the runs disagree on the oracle ({self.recorded} of {self.runs} runs record one; "
-                f"{', '.join(parts)}): the mean is shown")
+        return (
+            f"the runs disagree on the oracle ({self.recorded} of {self.runs} runs record one; "
+            f"{', '.join(parts)}): the mean is shown"
+        )
 
 
 def oracles(runs: pl.DataFrame, datasets: Sequence[str], metrics: Sequence[str]) -> dict[str, Oracle | None]:
@@ -105,6 +107,7 @@ class Plateau:
 
 def plateaus(runs: pl.DataFrame) -> dict[tuple[str, str], Plateau]:
     """Per (row key, paper dataset), the plateau check of its runs."""
+
     def span(values: list[int | None]) -> tuple[int, int] | None:
         known = [v for v in values if v is not None]
         return (min(known), max(known)) if known else None
@@ -133,8 +136,9 @@ def plateau_line(name: str, p: Plateau) -> str:
     selected epoch 1–2 on val/auc``."""
     budget = f" of {'/'.join(map(str, p.max_epochs))}" if p.max_epochs else ""
     parts = [f"{_range(p.epochs)} epochs{budget}" if p.epochs else "epochs not recorded"]
-    parts.append("early stopping not recorded" if p.stopped is None
-                 else f"early stopping fired in {p.stopped} of {p.runs} runs")
+    parts.append(
+        "early stopping not recorded" if p.stopped is None else f"early stopping fired in {p.stopped} of {p.runs} runs"
+    )
     if p.best_epoch:
         on = f" on {', '.join(p.monitors)}" if p.monitors else ""
         parts.append(f"selected epoch {_range(p.best_epoch)}{on}")
@@ -189,18 +193,28 @@ def get_claims(table: PaperTable) -> tuple[Claim, ...]:
         where = f"planted_claims.yaml {table.paper}.{table.key} claim {spec.get('claim')!r}"
         if spec.get("test") not in CLAIM_TESTS:
             raise ValueError(f"{where}: test={spec.get('test')!r}; allowed: {', '.join(CLAIM_TESTS)}")
-        claim = Claim(spec["claim"], spec["test"], tuple(spec.get("left", ())), tuple(spec.get("right", ())),
-                      spec.get("max_gap"), spec.get("metric", "auc"))
+        claim = Claim(
+            spec["claim"],
+            spec["test"],
+            tuple(spec.get("left", ())),
+            tuple(spec.get("right", ())),
+            spec.get("max_gap"),
+            spec.get("metric", "auc"),
+        )
         unknown = sorted(set(claim.left + claim.right) - keys)
         if unknown:
-            raise ValueError(f"{where}: rows {', '.join(unknown)} are not rows of the table "
-                             f"(allowed: {', '.join(sorted(keys))})")
+            raise ValueError(
+                f"{where}: rows {', '.join(unknown)} are not rows of the table (allowed: {', '.join(sorted(keys))})"
+            )
         if claim.metric not in table.metrics:
             raise ValueError(f"{where}: metric={claim.metric!r}; allowed: {', '.join(table.metrics)}")
         if (claim.test == "near_oracle") != (claim.max_gap is not None) or (
-                claim.test != "near_oracle" and not (claim.left and claim.right)):
-            raise ValueError(f"{where}: test={claim.test} needs "
-                             + ("max_gap" if claim.test == "near_oracle" else "left and right rows, and no max_gap"))
+            claim.test != "near_oracle" and not (claim.left and claim.right)
+        ):
+            raise ValueError(
+                f"{where}: test={claim.test} needs "
+                + ("max_gap" if claim.test == "near_oracle" else "left and right rows, and no max_gap")
+            )
         out.append(claim)
     return tuple(out)
 
@@ -209,8 +223,14 @@ def _fmt_p(p: float) -> str:
     return f"{p:.2g}"
 
 
-def check_claim(claim: Claim, dataset: str, values: dict[tuple[str, str, str], list[float]],
-                names: dict[str, str], oracle: Oracle | None, alpha: float) -> ClaimResult:
+def check_claim(
+    claim: Claim,
+    dataset: str,
+    values: dict[tuple[str, str, str], list[float]],
+    names: dict[str, str],
+    oracle: Oracle | None,
+    alpha: float,
+) -> ClaimResult:
     """Decide ``claim`` on one data column from the runs' test values per (row key, dataset, metric)."""
     m, sign = claim.metric, better_sign(claim.metric)
     name = metric_name(m)
@@ -221,8 +241,13 @@ def check_claim(claim: Claim, dataset: str, values: dict[tuple[str, str, str], l
         best = max(means, key=lambda row: sign * means[row])
         gap = sign * (oracle.mean[m] - means[best])  # how far the best row falls short of the oracle
         verdict = "yes" if gap <= claim.max_gap else "no"
-        return ClaimResult(claim, verdict, f"best row {names[best]} {means[best]:.4f} is {gap:.4f} {name} from "
-                                           f"the oracle {oracle.mean[m]:.4f} (allowed {claim.max_gap:g})", gap)
+        return ClaimResult(
+            claim,
+            verdict,
+            f"best row {names[best]} {means[best]:.4f} is {gap:.4f} {name} from "
+            f"the oracle {oracle.mean[m]:.4f} (allowed {claim.max_gap:g})",
+            gap,
+        )
 
     def pooled(rows: tuple[str, ...]) -> list[float]:
         return [v for row in rows for v in values.get((row, dataset, m), [])]
@@ -237,8 +262,10 @@ def check_claim(claim: Claim, dataset: str, values: dict[tuple[str, str, str], l
         return ", ".join(names[r] for r in rows if values.get((r, dataset, m)))
 
     runs = "run" if len(left) == 1 else "runs"
-    numbers = (f"right − left = {diff:+.4f} {name} (n = {len(left)} {runs} of {ran(claim.left)} vs {len(right)} "
-               f"of {ran(claim.right)})")
+    numbers = (
+        f"right − left = {diff:+.4f} {name} (n = {len(left)} {runs} of {ran(claim.left)} vs {len(right)} "
+        f"of {ran(claim.right)})"
+    )
     p = welch_p_value(right, left)
     if p is None:
         why = "n<2" if min(len(left), len(right)) < 2 else "no variance"
