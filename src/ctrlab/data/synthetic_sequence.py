@@ -41,25 +41,14 @@ from typing import Any
 import numpy as np
 from scipy.optimize import brentq
 from scipy.special import expit
-from scipy.stats import rankdata
 
 from ctrlab.data.checks import check_choice, recipe_key
 from ctrlab.data.schema import SPLITS, FeatureMap
 from ctrlab.data.sequences import din_fields, train_vocab, window_coverage, write_bags
-from ctrlab.data.synthetic import split_indices
+from ctrlab.data.synthetic import auc, split_indices
 
 RECIPE_VERSION = 1
 AGGREGATIONS = ("max", "mean")
-
-
-def auc(score: np.ndarray, label: np.ndarray) -> float:
-    """ROC AUC by the rank-sum formula (ties get their mean rank)."""
-    pos = label > 0.5
-    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = rankdata(score)
-    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 @dataclass
