@@ -93,6 +93,12 @@ def test_paper_scale_runs_one_grid_per_gridded_model():
 
     spec = experiment_spec("dynint/table1")
     assert _sweeps(spec, "lr,deepfm", "default") == {"all": ["model=lr,deepfm"]}
+    # a model the experiment shrinks at one scale runs alone with its overrides
+    assert _sweeps(spec, "lr,xdeepfm", "default") == {
+        "xdeepfm": ["model=xdeepfm", "model.cin_layers=[64,64]"],
+        "all": ["model=lr"],
+    }
+    assert _sweeps(spec, "lr,xdeepfm", "smoke") == {"all": ["model=lr,xdeepfm"]}
     assert _sweeps(spec, "lr,deepfm", "paper") == {
         "lr": ["model=lr", "grid=dynint/ftrl"],
         "deepfm": ["model=deepfm", "grid=dynint/mlp"],

@@ -61,6 +61,7 @@ def experiment_spec(experiment: str) -> dict:
         **spec["report"],
         "row_configs": spec.get("paper_row_configs") or {},
         "grids": spec.get("grids") or {},
+        "scale_overrides": spec.get("scale_overrides") or {},
     }
 
 
@@ -84,14 +85,20 @@ def write_report(spec: dict, run_dirs: list[Path], scale: str, out_dir: Path, ex
 
 
 def _sweeps(spec: dict, models: str | None, scale: str) -> dict[str, list[str]]:
-    """The multiruns to launch, by folder name -> their overrides: one for the whole experiment, except at
-    ``scale=paper`` where each model with a grid (the experiment's ``grids``) runs its own
-    grid (``grid=<name>``); the report then keeps each model's best point on val/auc."""
+    """The multiruns to launch, by folder name -> their overrides: one for the whole experiment, except for
+    the models that run on their own: at ``scale=paper`` each model with a grid (the experiment's ``grids``)
+    runs its grid (``grid=<name>``; the report then keeps each model's best point on val/auc), and at any scale
+    a model the experiment's ``scale_overrides.<scale>`` names runs with those overrides (a smaller setting of
+    a model too slow for that budget; the experiment file says why)."""
     model_list = models.split(",") if models else []
     grids = spec["grids"] if scale == "paper" else {}
-    gridded = [m for m in model_list if m in grids]
-    rest = [m for m in model_list if m not in grids]
-    sweeps = {m.replace("/", "_"): [f"model={m}", f"grid={grids[m]}"] for m in gridded}
+    own = (spec.get("scale_overrides") or {}).get(scale) or {}
+    alone = [m for m in model_list if m in grids or m in own]
+    rest = [m for m in model_list if m not in alone]
+    sweeps = {
+        m.replace("/", "_"): [f"model={m}", *([f"grid={grids[m]}"] if m in grids else []), *own.get(m, [])]
+        for m in alone
+    }
     if rest or not model_list:
         sweeps["all"] = [f"model={','.join(rest)}"] if rest else []
     return sweeps
