@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ctrlab.train import available_cores
+from ctrlab.launchers import available_cores
 from ctrlab.utils import machine_summary
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,8 +19,9 @@ from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_override
 from omegaconf import open_dict
 from optuna.distributions import CategoricalDistribution
 
-import ctrlab.train
-from ctrlab.train import available_cores, parallel_jobs, train
+import ctrlab.launchers
+from ctrlab.launchers import available_cores, parallel_jobs
+from ctrlab.train import train
 from tests.helpers import ROOT
 
 FAST = ["debug=smoke", "data.num_rows=3000", "logger=csv", "test=false"]
@@ -101,7 +102,7 @@ def test_a_parallel_job_takes_its_share_of_the_cores(tmp_path, monkeypatch):
         cfg.paths.output_dir = str(tmp_path / "run")
         cfg.paths.cache_dir = str(tmp_path / "cache")
         del cfg["hydra"]
-    monkeypatch.setattr(ctrlab.train, "available_cores", lambda: 6)
+    monkeypatch.setattr(ctrlab.launchers, "available_cores", lambda: 6)
     before = torch.get_num_threads()
     try:
         train(cfg)

@@ -9,14 +9,12 @@ in a multirun the sweep goes on and the multirun exits with status 1 at its end 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
@@ -27,6 +25,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from ctrlab.console import quiet_third_party, save_config_tree
 from ctrlab.data.crosses import CrossSpec
 from ctrlab.data.datamodule import CTRDataModule
+from ctrlab.launchers import share_cores_between_jobs
 from ctrlab.lit.callbacks import TrainingThroughput
 from ctrlab.lit.loggers import SafeWandbLogger, StagedCSVLogger
 from ctrlab.lit.module import NonFiniteLossError
@@ -60,38 +59,6 @@ def check_config(cfg: DictConfig) -> None:
 
 class NoTrainingError(RuntimeError):
     """A run finished without a single training step."""
-
-
-def parallel_jobs(n_jobs: int | None, cores: int) -> int:
-    """How many jobs a launcher with joblib's ``n_jobs`` runs at once: None -> 1, n > 0 -> n, and a negative n
-    counts back from the cores (-1 = one per core, -2 = all but one), never below 1."""
-    if n_jobs is None:
-        return 1
-    return n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity, e.g. a Slurm or taskset mask), else all of them."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-# the sweeper asks for as many trials at a time as the launcher runs (configs/hparams_search/)
-OmegaConf.register_new_resolver("parallel_jobs", lambda n_jobs: parallel_jobs(n_jobs, available_cores()), replace=True)
-
-
-def _share_cores_between_jobs() -> None:
-    """Under a launcher that runs N jobs at once on this machine (``hydra/launcher=joblib``, ``n_jobs``), give
-    each job floor(cores / N) torch threads, so that N jobs do not fight over the cores. Other launchers run one
-    job at a time here, or on their own nodes, and keep torch's default."""
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        return
-    launcher = HydraConfig.get().launcher
-    if "n_jobs" not in launcher:
-        return
-    cores = available_cores()
-    jobs = parallel_jobs(launcher.n_jobs, cores)
-    torch.set_num_threads(max(1, cores // jobs))
-    log.info("%d cores shared by %d parallel jobs: %d torch threads each", cores, jobs, torch.get_num_threads())
 
 
 def _choices() -> dict[str, Any]:
@@ -197,7 +164,7 @@ def _train(cfg: DictConfig, output_dir: Path, metrics: dict[str, Any], loggers: 
     """The run itself. It fills ``metrics`` and ``loggers`` as it goes, so that ``train`` can record and
     finish them however it ends."""
     check_config(cfg)
-    _share_cores_between_jobs()  # before environment.json, which records the threads
+    share_cores_between_jobs()  # before environment.json, which records the threads
     (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     choices = _choices()
     if rank_zero_only.rank == 0:
