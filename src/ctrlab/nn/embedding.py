@@ -65,7 +65,7 @@ class CrossEmbedding(nn.Module):
         if not feature_map.cross_fields:
             raise ValueError(
                 f"{feature_map.dataset}: this model needs cross-product features; "
-                "set data.crosses.enabled=true (see configs/data/crosses/)"
+                "set data.crosses.enabled=true (the `crosses:` block of every configs/data/*.yaml)"
             )
         self.table = nn.Embedding(int(sum(f.vocab_size for f in feature_map.cross_fields)), dim)
         nn.init.normal_(self.table.weight, std=init_std)
