@@ -103,28 +103,24 @@ def _check(schema: type[BaseModel], values: dict[str, Any], prefix: str) -> None
     try:
         schema.model_validate(values)
     except ValidationError as err:
-        raise ConfigError(_describe(err, prefix)) from None
+        raise ConfigError(_describe(err, prefix, named=True)) from None
 
 
-def _describe(err: ValidationError, prefix: str) -> str:
-    """The first error as 'config key `k` = value: what is allowed' (a union lists each alternative)."""
+def _describe(err: ValidationError, prefix: str, named: bool) -> str:
+    """The first error as 'config key `k` = value: what is allowed' (a union lists each alternative).
+    ``named``: the error locations start with a field of a (flat) schema, else with the value itself."""
     first = err.errors()[0]
-    key = ".".join([prefix.rstrip("."), *(str(p) for p in _key_of(first))]).strip(".")
-    options = sorted({e["msg"] for e in err.errors() if _key_of(e) == _key_of(first)})
+    key = ".".join([prefix.rstrip("."), *(str(p) for p in _key_of(first, named))]).strip(".")
+    options = sorted({e["msg"] for e in err.errors() if _key_of(e, named) == _key_of(first, named)})
     return f"config key `{key}` = {first['input']!r}: {' or '.join(options)}"
 
 
-def _key_of(error: dict[str, Any]) -> tuple:
-    return tuple(p for p in error["loc"] if not _is_union_branch(p))
-
-
-def _is_union_branch(part: Any) -> bool:
-    # pydantic names the alternative of a union in the error location, e.g. ('max_epochs', 'int')
-    return isinstance(part, str) and (
-        part in {"int", "float", "bool", "str", "none", "list[int]"}
-        or "[" in part
-        or part.startswith(("constrained-", "literal[", "function-"))
-    )
+def _key_of(error: dict[str, Any], named: bool) -> tuple:
+    """Where in the config an error is: the schema's field (``named``), then list positions. pydantic also puts
+    the alternative of a union in the location, e.g. ('max_epochs', 'constrained-int'); those are dropped."""
+    loc = error["loc"]
+    head, rest = (loc[:1], loc[1:]) if named else ((), loc)
+    return (*head, *(p for p in rest if isinstance(p, int)))
 
 
 def _check_against_constructor(
@@ -157,7 +153,7 @@ def _check_against_constructor(
         try:
             TypeAdapter(hints[key]).validate_python(value, strict=not isinstance(value, list))
         except ValidationError as err:
-            raise ConfigError(lead + _describe(err, f"{prefix}{key}")) from None
+            raise ConfigError(lead + _describe(err, f"{prefix}{key}", named=False)) from None
     missing = [n for n, p in params.items() if p.default is inspect.Parameter.empty and n not in values]
     if missing:
         raise ConfigError(f"{lead}config key `{prefix}{missing[0]}` is required by {target} but not set")
