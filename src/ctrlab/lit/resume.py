@@ -136,7 +136,8 @@ def carry_csv_log(ckpt_path: str, loggers: list[Any]) -> None:
     csv_logger = next((lg for lg in loggers if isinstance(lg, CSVLogger)), None)
     if csv_logger is None or not old.is_file():
         return
-    step = torch.load(ckpt_path, map_location="cpu", weights_only=False)["global_step"]
+    # memory-mapped: only the step is read here, not the weights that fit() is about to load
+    step = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)["global_step"]
     with old.open(newline="") as f:
         rows = [{k: _cell(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
     # training rows only (not the best checkpoint's scores after fit); a row logged at the checkpoint's own
