@@ -84,14 +84,23 @@ def fit_and_auc(
     return best
 
 
+def run_module(
+    module: str, *args: str, env: dict[str, str | None] | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess:
+    """``python -m <module> <args>`` from the repository root, as a user runs it, its output captured; ``env``
+    sets variables over this process's (None removes one)."""
+    merged = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=ROOT, env=merged, capture_output=True, text=True, timeout=timeout
+    )
+
+
 def train_cli(tmp_path: Path, *overrides: str) -> dict:
     """Run ``python -m ctrlab.train`` as a user would (one thread, CSV log, run and cache under
     ``tmp_path``); assert it succeeded and return its ``metrics.json``."""
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "ctrlab.train", *overrides, "trainer.max_epochs=1",
-           "trainer.enable_progress_bar=false", "logger=csv", f"paths.output_dir={out}",
-           f"paths.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    args = [*overrides, "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "logger=csv",
+            f"paths.output_dir={out}", f"paths.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
+    done = run_module("ctrlab.train", *args, env={"OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads((out / "metrics.json").read_text())

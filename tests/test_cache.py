@@ -16,7 +16,7 @@ import pytest
 from ctrlab.data import cache
 from ctrlab.data.crosses import CrossSpec, prepare_crosses
 from ctrlab.data.datamodule import CTRDataModule
-from tests.helpers import ROOT, synthetic_source
+from tests.helpers import ROOT, run_module, synthetic_source
 
 
 def small(**kw):
@@ -203,9 +203,8 @@ def test_unwritable_log_dir_names_the_key(tmp_path, read_only, multirun):
     logs = tmp_path / "logs"
     logs.mkdir()
     read_only(logs)
-    cmd = [sys.executable, "-m", "ctrlab.train", *(["-m"] if multirun else []), f"paths.log_dir={logs}",
-           f"paths.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    args = [*(["-m"] if multirun else []), f"paths.log_dir={logs}", f"paths.cache_dir={tmp_path / 'cache'}"]
+    done = run_module("ctrlab.train", *args, timeout=120)
     assert done.returncode != 0
     assert f"{logs} is not writable" in done.stderr and "paths.log_dir=" in done.stderr, done.stderr[-2000:]
     assert "CTRLAB_ROOT" in done.stderr and "Permission denied" not in done.stderr  # not Hydra's bare error

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import random
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ctrlab.nn.mlp import MLP
 from ctrlab.train import ConfigError, check_config, train
-from tests.helpers import ROOT, random_batch
+from tests.helpers import ROOT, random_batch, run_module
 
 CONFIGS = ROOT / "configs"
 TINY = ["data.num_rows=3000", "data.batch_size=64", "model.mlp_hidden=[16]"]  # a DeepFM run of a few seconds
@@ -160,12 +157,9 @@ def test_an_experiment_can_pick_an_ablation(tmp_path):
 def test_ablation_multirun_over_models(tmp_path):
     """The README's ``-m ablation=none,interaction_only model=deepfm,xdeepint``: 4 jobs; xDeepInt has no DNN, so
     its interaction_only job fails at start, recorded, the sweep goes on, and the multirun exits 1 at its end."""
-    cmd = [sys.executable, "-m", "ctrlab.train", "-m", "ablation=none,interaction_only", "model=deepfm,xdeepint",
-           "debug=smoke", "data.num_rows=2000", f"hydra.sweep.dir={tmp_path / 'sweep'}",
-           f"paths.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
-    done = subprocess.run(
-        cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300
-    )
+    args = ["-m", "ablation=none,interaction_only", "model=deepfm,xdeepint", "debug=smoke", "data.num_rows=2000",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}", f"paths.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
+    done = run_module("ctrlab.train", *args, env={"OMP_NUM_THREADS": "1"})
     assert done.returncode == 1, done.stdout[-3000:]  # every job ran; the multirun then reports its failed one
     jobs = [json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").glob("*/metrics.json"))]
     by_job = {(j["model"], j["ablation"]): j for j in jobs}
@@ -270,11 +264,8 @@ def test_local_env_set_gives_the_data_configs_their_raw_file(tmp_path, monkeypat
     local = f"# @package _global_\nhydra:\n  job:\n    env_set:\n      CRITEO: ${{oc.env:CRITEO,{criteo}}}\n"
     monkeypatch.delenv("CRITEO", raising=False)
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "ctrlab.train", f"--config-path={configs_copy(tmp_path, local)}", "data=criteo",
-           "data.source.min_count=1", "debug=fdr", "model.mlp_hidden=[8]", f"hydra.run.dir={out}",
-           f"paths.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
-    done = subprocess.run(
-        cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300
-    )
+    args = [f"--config-path={configs_copy(tmp_path, local)}", "data=criteo", "data.source.min_count=1", "debug=fdr",
+            "model.mlp_hidden=[8]", f"hydra.run.dir={out}", f"paths.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
+    done = run_module("ctrlab.train", *args, env={"OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((out / "metrics.json").read_text())["split_sizes"]["train"] == 210  # 70% of the 300 lines

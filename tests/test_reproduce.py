@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, run_module
 
 # two jobs (LR and FM, one seed) on a 3,000-row stand-in: a few seconds of training
 FAST = [
@@ -27,15 +25,8 @@ FAST = [
 
 
 def _reproduce(root: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CTRLAB_ROOT": str(root), "PYTHONPATH": str(ROOT / "src"), "WANDB_MODE": "disabled"}
-    return subprocess.run(
-        [sys.executable, "-m", "ctrlab.reproduce", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    env = {"CTRLAB_ROOT": str(root), "PYTHONPATH": str(ROOT / "src"), "WANDB_MODE": "disabled"}
+    return run_module("ctrlab.reproduce", *args, env=env, timeout=600)
 
 
 def _jobs(root: Path) -> list[Path]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, run_module
 
 # 329 steps an epoch (42000 train rows / 128), dropout on (so the random generators matter), no early stop
 RUN = ["data=synthetic_ipinyou", "data.num_rows=60000", "data.batch_size=128", "model=deepfm", "model.mlp_hidden=[32]",
@@ -25,8 +25,8 @@ RUN = ["data=synthetic_ipinyou", "data.num_rows=60000", "data.batch_size=128", "
 RESULTS = ("val/auc", "val/logloss", "test/auc", "test/logloss", "global_step", "epochs", "best_epoch")
 
 
-def _cmd(folder: Path, cache: Path, *extra: str, base: list[str] = RUN) -> list[str]:
-    return [sys.executable, "-m", "ctrlab.train", *base, f"hydra.run.dir={folder}", f"paths.cache_dir={cache}", *extra]
+def _cmd(folder: Path, cache: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "ctrlab.train", *RUN, f"hydra.run.dir={folder}", f"paths.cache_dir={cache}", *extra]
 
 
 def _env() -> dict[str, str]:
@@ -34,8 +34,8 @@ def _env() -> dict[str, str]:
 
 
 def _run(folder: Path, cache: Path, *extra: str, base: list[str] = RUN) -> subprocess.CompletedProcess:
-    return subprocess.run(_cmd(folder, cache, *extra, base=base), cwd=ROOT, env=_env(), capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    args = [*base, f"hydra.run.dir={folder}", f"paths.cache_dir={cache}", *extra]
+    return run_module("ctrlab.train", *args, env={"OMP_NUM_THREADS": "1"})
 
 
 def _results(folder: Path) -> dict:

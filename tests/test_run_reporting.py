@@ -5,29 +5,25 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
 from ctrlab.console import sweep_values
-from tests.helpers import ROOT
+from tests.helpers import run_module
 
 SMOKE = ["debug=smoke", "data.num_rows=3000"]
 
 
 def _train(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     # WANDB_SILENT is left to ctrlab: its silencing of W&B's banner is under test
-    base = {k: v for k, v in os.environ.items() if k not in ("WANDB_SILENT", "CRITEO")}
-    env = {**base, "CTRLAB_ROOT": str(tmp_path), "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", **env}
-    return subprocess.run(
-        [sys.executable, "-m", "ctrlab.train", *args], cwd=ROOT, env=env, text=True, capture_output=True, timeout=300
-    )
+    unset = {"WANDB_SILENT": None, "CRITEO": None}
+    base = {"CTRLAB_ROOT": str(tmp_path), "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
+    return run_module("ctrlab.train", *args, env={**unset, **base, **env})
 
 
 def _wandb_records(run_dir: Path) -> list:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +19,7 @@ from optuna.distributions import CategoricalDistribution
 import ctrlab.launchers
 from ctrlab.launchers import available_cores, parallel_jobs
 from ctrlab.train import train
-from tests.helpers import ROOT
+from tests.helpers import ROOT, run_module
 
 FAST = ["debug=smoke", "data.num_rows=3000", "logger=csv", "test=false"]
 
@@ -123,16 +120,9 @@ def test_slurm_launcher_composes_with_its_documented_keys():
 def _multirun(tmp_path: Path, *overrides: str) -> Path:
     """``python -m ctrlab.train -m`` as a user runs it; returns the sweep folder."""
     sweep = tmp_path / "sweep"
-    env = {**os.environ, "CTRLAB_ROOT": str(tmp_path), "WANDB_MODE": "offline"}
-    env.pop("OMP_NUM_THREADS", None)  # the threads per job are ctrlab's to set here
-    done = subprocess.run(
-        [sys.executable, "-m", "ctrlab.train", "-m", *FAST, *overrides, f"hydra.sweep.dir={sweep}"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    # the threads per job are ctrlab's to set here
+    env = {"CTRLAB_ROOT": str(tmp_path), "WANDB_MODE": "offline", "OMP_NUM_THREADS": None}
+    done = run_module("ctrlab.train", "-m", *FAST, *overrides, f"hydra.sweep.dir={sweep}", env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return sweep
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ from omegaconf import DictConfig, open_dict
 
 from ctrlab.lit.module import NonFiniteLossError
 from ctrlab.train import ConfigError, train
-from tests.helpers import ROOT
+from tests.helpers import ROOT, run_module
 
 FAST = ["debug=smoke", "data.num_rows=3000", "model.mlp_hidden=[16]", "trainer.max_epochs=2"]
 
@@ -89,15 +87,8 @@ def test_missing_required_path_names_the_key(tmp_path, monkeypatch):
 
 
 def _cli(args: list[str], tmp_path: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CTRLAB_ROOT": str(tmp_path), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    return subprocess.run(
-        [sys.executable, "-m", "ctrlab.train", *args],
-        cwd=ROOT,
-        env=env,
-        text=True,
-        capture_output=True,
-        timeout=timeout,
-    )
+    env = {"CTRLAB_ROOT": str(tmp_path), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    return run_module("ctrlab.train", *args, env=env, timeout=timeout)
 
 
 def test_unknown_model_fails_at_start_listing_the_choices(tmp_path):
