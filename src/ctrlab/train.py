@@ -128,6 +128,22 @@ def _cross_spec(cfg: DictConfig) -> CrossSpec | None:
     return CrossSpec(pairs=pairs, min_count=crosses.min_count)
 
 
+def build_datamodule(cfg: DictConfig) -> CTRDataModule:
+    """The run's data, prepared (cache built or checked) and set up: its feature map is ready."""
+    datamodule = CTRDataModule(
+        source=instantiate(cfg.data.source),
+        cache_dir=cfg.paths.cache_dir,
+        batch_size=cfg.data.batch_size,
+        eval_batch_size=cfg.data.eval_batch_size,
+        seed=cfg.seed,
+        crosses=_cross_spec(cfg),
+        verify=cfg.paths.cache_verify,
+    )
+    datamodule.prepare_data()
+    datamodule.setup()
+    return datamodule
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train, validate and test one model; returns the metrics written to ``metrics.json``.
 
@@ -172,17 +188,7 @@ def _train(cfg: DictConfig, output_dir: Path, metrics: dict[str, Any], loggers: 
     write_json(output_dir / "environment.json", environment())
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is in config_resolved.yaml
 
-    datamodule = CTRDataModule(
-        source=instantiate(cfg.data.source),
-        cache_dir=cfg.paths.cache_dir,
-        batch_size=cfg.data.batch_size,
-        eval_batch_size=cfg.data.eval_batch_size,
-        seed=cfg.seed,
-        crosses=_cross_spec(cfg),
-        verify=cfg.paths.cache_verify,
-    )
-    datamodule.prepare_data()
-    datamodule.setup()
+    datamodule = build_datamodule(cfg)
     fm = datamodule.feature_map
     model = build_model(cfg.model, fm)  # model.architecture=<architecture.json>: the artifact's decisions
     # the LightningModule is a config choice (configs/module/); config + feature map make its checkpoints rebuildable

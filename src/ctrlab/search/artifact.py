@@ -108,7 +108,7 @@ def write_artifact(path: str | Path, artifact: Artifact) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")  # renamed into place: a reader never sees half a file
-    tmp.write_text(json.dumps(artifact.model_dump(), indent=1, ensure_ascii=False) + "\n")
+    tmp.write_text(json.dumps(artifact.model_dump(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     tmp.replace(path)
     return path
 
@@ -119,7 +119,7 @@ def read_artifact(path: str | Path) -> Artifact:
     if not path.is_file():
         raise FileNotFoundError(f"architecture artifact {path} does not exist (a search stage writes {FILENAME})")
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise ValueError(f"architecture artifact {path} is not JSON: {err}") from None
     version = raw.get("schema_version") if isinstance(raw, dict) else None
