@@ -196,11 +196,17 @@ def _check_against_constructor(
                 f"{lead}`{prefix}{key}` cannot be null, {cls.__name__} needs a "
                 f"{_type_name(hints[key])} there: it cannot run without that part"
             )
+        types = (hints[key], *typing.get_args(hints[key]))
+        block = [t for t in types if isinstance(t, type) and issubclass(t, BaseModel)]
+        if block and isinstance(value, dict):  # a block of keys, e.g. module.temperature: its fields by name
+            _check(block[0], value, f"{prefix}{key}.")
+            continue
         try:
             TypeAdapter(hints[key]).validate_python(value, strict=not isinstance(value, list))
         except ValidationError as err:
             raise ConfigError(lead + _describe(err, f"{prefix}{key}", named=False)) from None
-    missing = [n for n, p in params.items() if p.default is inspect.Parameter.empty and n not in values]
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    missing = [n for n, p in params.items() if p.default is p.empty and p.kind not in variadic and n not in values]
     if missing:
         raise ConfigError(f"{lead}config key `{prefix}{missing[0]}` is required by {target} but not set")
 
