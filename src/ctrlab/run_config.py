@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from omegaconf import DictConfig, OmegaConf
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from ctrlab.search.artifact import is_artifact_path
 
 
 class ConfigError(ValueError):
@@ -82,6 +84,41 @@ class ModelKeys(_Keys):
     num_layers: Annotated[int, Field(ge=0)] | None = None  # DynInt Table 3 runs 0 PIN layers
 
 
+class StageKeys(_Keys):
+    """One stage of ``python -m ctrlab.search`` (``configs/search.yaml``): a run with these overrides, or a
+    random draw of an architecture."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_]+$")]
+    kind: Literal["train", "random"] = "train"
+    overrides: list[str] = []
+
+
+class ChainKeys(_Keys):
+    stages: Annotated[list[StageKeys], Field(min_length=1)]
+    fresh: bool = False
+
+    @field_validator("stages")
+    @classmethod
+    def _unique_names(cls, stages: list[StageKeys]) -> list[StageKeys]:
+        names = [s.name for s in stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stage names must be unique (they name the folders), got {names}")
+        return stages
+
+
+def validate_stages(cfg: DictConfig) -> None:
+    """Check ``stages`` and ``fresh`` of a ``python -m ctrlab.search`` config; ``ConfigError`` names the key."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    try:
+        ChainKeys.model_validate({k: plain.get(k) for k in ("stages", "fresh") if k in plain})
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        value = first["input"] if first["type"] != "missing" else "(not set)"
+        raise ConfigError(f"config key `{key}` = {value!r}: {first['msg']}") from None
+
+
 def validate_run_config(cfg: DictConfig, model_context: str = "") -> None:
     """Check the resolved run config against the schema; raise ``ConfigError`` naming the first bad key.
 
@@ -94,6 +131,15 @@ def validate_run_config(cfg: DictConfig, model_context: str = "") -> None:
     _check(ModelKeys, plain.get("model") or {}, "model.")
     _check_against_constructor(plain["data"].get("source") or {}, "data.source.")
     _check_against_constructor(plain.get("model") or {}, "model.", skip=("feature_map",), context=model_context)
+    # the module's own keys (module=search: mode, temperature, ...); train.py passes the other four
+    given_by_train = ("model", "optimizer", "config", "feature_map")
+    _check_against_constructor(plain.get("module") or {}, "module.", skip=given_by_train)
+    architecture = (plain.get("model") or {}).get("architecture")
+    if is_artifact_path(architecture) and not Path(architecture).is_file():
+        raise ConfigError(
+            f"config key `model.architecture` = {architecture!r}: no such architecture artifact (a search stage "
+            "writes architecture.json in its run folder); or give an option name of the model's space"
+        )
     ckpt = plain.get("ckpt_path")
     if ckpt is not None and not Path(ckpt).is_file():
         raise ConfigError(f"config key `ckpt_path` = {ckpt!r}: no such checkpoint file")
@@ -150,11 +196,17 @@ def _check_against_constructor(
                 f"{lead}`{prefix}{key}` cannot be null, {cls.__name__} needs a "
                 f"{_type_name(hints[key])} there: it cannot run without that part"
             )
+        types = (hints[key], *typing.get_args(hints[key]))
+        block = [t for t in types if isinstance(t, type) and issubclass(t, BaseModel)]
+        if block and isinstance(value, dict):  # a block of keys, e.g. module.temperature: its fields by name
+            _check(block[0], value, f"{prefix}{key}.")
+            continue
         try:
             TypeAdapter(hints[key]).validate_python(value, strict=not isinstance(value, list))
         except ValidationError as err:
             raise ConfigError(lead + _describe(err, f"{prefix}{key}", named=False)) from None
-    missing = [n for n, p in params.items() if p.default is inspect.Parameter.empty and n not in values]
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    missing = [n for n, p in params.items() if p.default is p.empty and p.kind not in variadic and n not in values]
     if missing:
         raise ConfigError(f"{lead}config key `{prefix}{missing[0]}` is required by {target} but not set")
 

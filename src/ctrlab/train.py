@@ -28,7 +28,7 @@ from ctrlab.data.datamodule import CTRDataModule
 from ctrlab.launchers import share_cores_between_jobs
 from ctrlab.lit.callbacks import TrainingThroughput
 from ctrlab.lit.loggers import SafeWandbLogger, StagedCSVLogger
-from ctrlab.lit.module import NonFiniteLossError
+from ctrlab.lit.module import NonFiniteLossError, build_model
 from ctrlab.lit.resume import carry_csv_log, check_run_folder
 from ctrlab.run_config import ConfigError, validate_run_config
 from ctrlab.utils import environment, write_json
@@ -128,6 +128,22 @@ def _cross_spec(cfg: DictConfig) -> CrossSpec | None:
     return CrossSpec(pairs=pairs, min_count=crosses.min_count)
 
 
+def build_datamodule(cfg: DictConfig) -> CTRDataModule:
+    """The run's data, prepared (cache built or checked) and set up: its feature map is ready."""
+    datamodule = CTRDataModule(
+        source=instantiate(cfg.data.source),
+        cache_dir=cfg.paths.cache_dir,
+        batch_size=cfg.data.batch_size,
+        eval_batch_size=cfg.data.eval_batch_size,
+        seed=cfg.seed,
+        crosses=_cross_spec(cfg),
+        verify=cfg.paths.cache_verify,
+    )
+    datamodule.prepare_data()
+    datamodule.setup()
+    return datamodule
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train, validate and test one model; returns the metrics written to ``metrics.json``.
 
@@ -172,19 +188,9 @@ def _train(cfg: DictConfig, output_dir: Path, metrics: dict[str, Any], loggers: 
     write_json(output_dir / "environment.json", environment())
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is in config_resolved.yaml
 
-    datamodule = CTRDataModule(
-        source=instantiate(cfg.data.source),
-        cache_dir=cfg.paths.cache_dir,
-        batch_size=cfg.data.batch_size,
-        eval_batch_size=cfg.data.eval_batch_size,
-        seed=cfg.seed,
-        crosses=_cross_spec(cfg),
-        verify=cfg.paths.cache_verify,
-    )
-    datamodule.prepare_data()
-    datamodule.setup()
+    datamodule = build_datamodule(cfg)
     fm = datamodule.feature_map
-    model = instantiate(cfg.model, _partial_=True)(feature_map=fm)  # a dataclass kwarg would become a DictConfig
+    model = build_model(cfg.model, fm)  # model.architecture=<architecture.json>: the artifact's decisions
     # the LightningModule is a config choice (configs/module/); config + feature map make its checkpoints rebuildable
     module = instantiate(cfg.module, _partial_=True)(model=model, optimizer=cfg.optimizer, config=cfg, feature_map=fm)
 
@@ -250,6 +256,8 @@ def _train(cfg: DictConfig, output_dir: Path, metrics: dict[str, Any], loggers: 
             }
         )
     metrics["best_checkpoint"] = trainer.checkpoint_callback.best_model_path if ckpt else None
+    # a search stage adds its artifact and "without re-train" scores, a re-train stage what its architecture kept
+    metrics.update(module.stage_metrics(trainer, datamodule, test=bool(cfg.get("test"))))
     metrics["status"] = "completed"
     log.info("metrics: %s", {k: metrics[k] for k in metrics if "/" in k})
     return metrics

@@ -7,6 +7,7 @@ them shuffled), so an epoch visits the batches in a fresh random order of their 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -164,3 +165,11 @@ class CTRDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> BatchLoader:
         return self._loader("test", train=False)
+
+    def valid_batches_for_search(self) -> Iterator[Batch]:
+        """Endless training-size batches of the valid split, in a fresh order each pass: the architecture steps
+        of a bi-level search (``lit/search.py``) draw from here, so they never see a train or test row."""
+        loader = BatchLoader(self.splits["valid"], self.batch_size, shuffle=True, seed=self.seed + 1)
+        for epoch in itertools.count():
+            loader.set_epoch(epoch)
+            yield from loader

@@ -19,6 +19,7 @@ from torchmetrics.classification import BinaryAUROC
 
 from ctrlab.data.schema import FeatureMap
 from ctrlab.models.base import CTRModel
+from ctrlab.search.artifact import is_artifact_path, load_decisions
 
 
 class NonFiniteLossError(RuntimeError):
@@ -84,9 +85,25 @@ class CTRModule(pl.LightningModule):
         params: dict[str, list[torch.nn.Parameter]] = {}
         for family, ps in self.model.parameter_groups().items():
             params.setdefault(family if family in families else "default", []).extend(ps)
+        self.optimizer_families = list(params)  # the family of each optimizer, in order (bi-level search steps one)
         return [instantiate(families[name])(ps) for name, ps in params.items()]
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, bce, terms = self._descend(batch, self._optimizer_list())
+        self.samples_seen += len(batch["label"])
+        self.log("train/loss", bce, prog_bar=True, on_step=True, on_epoch=False)
+        for name, term in terms.items():
+            self.log(f"train/reg/{name}", term, on_step=True, on_epoch=False)
+        return loss
+
+    def _optimizer_list(self) -> list[pl.core.optimizer.LightningOptimizer]:
+        optimizers = self.optimizers()
+        return optimizers if isinstance(optimizers, list) else [optimizers]
+
+    def _descend(
+        self, batch: dict[str, torch.Tensor], optimizers: list[pl.core.optimizer.LightningOptimizer]
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """One gradient step of ``optimizers`` on this batch's loss; returns (loss, bce, extra terms)."""
         bce, terms = training_loss(self.model, batch)
         loss = bce + sum(terms.values())
         if not torch.isfinite(loss):
@@ -95,18 +112,12 @@ class CTRModule(pl.LightningModule):
                 f"training loss is {loss.item()} ({parts}) at global step {self.global_step} "
                 f"(epoch {self.current_epoch}); try a lower learning rate or stronger regularisation"
             )
-        optimizers = self.optimizers()
-        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         for opt in optimizers:
             opt.step()
-        self.samples_seen += len(batch["label"])
-        self.log("train/loss", bce, prog_bar=True, on_step=True, on_epoch=False)
-        for name, term in terms.items():
-            self.log(f"train/reg/{name}", term, on_step=True, on_epoch=False)
-        return loss
+        return loss, bce, terms
 
     def _eval_step(self, batch: dict[str, torch.Tensor], stage: str) -> None:
         logits = self.model(batch)
@@ -115,7 +126,7 @@ class CTRModule(pl.LightningModule):
         bce = F.binary_cross_entropy_with_logits(logits, label, reduction="none")
         getattr(self, f"{stage}_logloss").update(bce)
 
-    def _eval_epoch_end(self, stage: str) -> None:
+    def _eval_epoch_end(self, stage: str) -> dict[str, torch.Tensor]:
         auc, logloss = getattr(self, f"{stage}_auc"), getattr(self, f"{stage}_logloss")
         auc_value, logloss_value = auc.compute(), logloss.compute()
         self.log(f"{stage}/auc", auc_value, prog_bar=True)
@@ -125,6 +136,8 @@ class CTRModule(pl.LightningModule):
         self.log(f"{stage}/auc_minus_logloss", auc_value - logloss_value)
         auc.reset()
         logloss.reset()
+        return {f"{stage}/auc": auc_value, f"{stage}/logloss": logloss_value,
+                f"{stage}/auc_minus_logloss": auc_value - logloss_value}  # fmt: skip
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -141,8 +154,25 @@ class CTRModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["samples_seen"] = self.samples_seen
 
+    def stage_metrics(self, trainer: pl.Trainer, datamodule: pl.LightningDataModule, test: bool) -> dict[str, Any]:
+        """What this stage adds to ``metrics.json`` after the best checkpoint is scored (train.py calls it last):
+        nothing here; a search module adds its artifact and "without re-train" scores, a re-train module what
+        its architecture kept."""
+        return {}
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.samples_seen = checkpoint.get("samples_seen", 0)
+
+
+def build_model(model_cfg: DictConfig | dict, feature_map: FeatureMap) -> CTRModel:
+    """The model of a model config on this data. A ``model.architecture`` that names an architecture artifact
+    (``*.json``) is read and checked against the data's fields (``load_decisions``) and the model receives its
+    decisions; an option name (``memorize``) or null goes through as it is."""
+    build = instantiate(model_cfg, _partial_=True)  # partial: a dataclass kwarg would become a DictConfig
+    architecture = model_cfg.get("architecture")
+    if is_artifact_path(architecture):
+        return build(feature_map=feature_map, architecture=load_decisions(architecture, feature_map))
+    return build(feature_map=feature_map)
 
 
 def load_model(ckpt_path: str | Path) -> CTRModel:
@@ -156,7 +186,7 @@ def load_model(ckpt_path: str | Path) -> CTRModel:
             "hyper_parameters): it was written by a CTRModule built without them, not by ctrlab.train"
         )
     feature_map = FeatureMap.from_dict(described["feature_map"])
-    model = instantiate(described["config"]["model"], _partial_=True)(feature_map=feature_map)
+    model = build_model(described["config"]["model"], feature_map)
     weights = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     model.load_state_dict(weights)
     return model.eval()

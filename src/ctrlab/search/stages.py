@@ -1,0 +1,190 @@
+"""Stages as one command: ``python -m ctrlab.search`` runs the ``stages`` of ``configs/search.yaml`` in order.
+
+Each stage is a normal run of ``ctrlab.train.train`` (its own folder with config, checkpoints, ``metrics.json``)
+composed from ``configs/train.yaml`` with the command line's overrides plus the stage's own (``module=search``,
+``module=retrain``, ...), or a random draw (``kind: random``, OptInter Table VIII). The artifact a stage writes
+(``architecture.json`` in its folder) becomes the next stage's ``model.architecture``, so N stages chain (AIM
+has three). This command's own folder gets ``summary.json`` and ``summary.md``.
+
+Reuse: a stage's folder is ``<paths.log_dir>/stages/<name>-<hash>``, ``hash`` the SHA-256 of the stage's
+resolved config without ``paths`` (where things are written and read from, not what is computed) plus its
+kind. The previous stage's artifact path is in ``model.architecture``, so a changed search changes every later
+hash. A folder whose ``stage.json`` says ``completed`` is reused as it is; ``fresh=true`` runs every stage again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hydra import compose
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from ctrlab.lit.module import build_model
+from ctrlab.run_config import validate_stages
+from ctrlab.search.artifact import (
+    FILENAME,
+    SCHEMA_VERSION,
+    Artifact,
+    Provenance,
+    file_sha256,
+    read_artifact,
+    space_record,
+    write_artifact,
+)
+from ctrlab.search.space import Decisions, SearchableModel, SearchSpace
+from ctrlab.train import _choices, build_datamodule, check_config, train
+from ctrlab.utils import write_json
+
+log = logging.getLogger("ctrlab.search")
+
+# keys of configs/search.yaml that are about the chain, not about a stage's run
+CHAIN_KEYS = ("search", "stages", "fresh", "hydra")
+SUMMARY_KEYS = ("val/auc", "val/logloss", "test/auc", "test/logloss", "without_retrain/val/auc",
+                "without_retrain/test/auc")  # fmt: skip
+
+
+def random_decisions(spaces: list[SearchSpace], seed: int) -> Decisions:
+    """Each unit's option drawn uniformly (a subset space: each option kept with probability 1/2), seeded."""
+    rng = np.random.default_rng(seed)
+    decisions: Decisions = {}
+    for space in spaces:
+        if space.subset:
+            keep = rng.random((len(space.units), len(space.options))) < 0.5
+            decisions[space.name] = [[o for o, k in zip(space.options, row, strict=True) if k] for row in keep]
+        else:
+            decisions[space.name] = [space.options[k] for k in rng.integers(len(space.options), size=len(space.units))]
+    return decisions
+
+
+def draw_random(cfg: DictConfig, folder: Path) -> Path:
+    """A random architecture of ``cfg.model`` on ``cfg.data`` (seed ``cfg.seed``), written as an artifact."""
+    check_config(cfg)
+    datamodule = build_datamodule(cfg)
+    fm = datamodule.feature_map
+    model = build_model(cfg.model, fm)
+    if not isinstance(model, SearchableModel):
+        raise TypeError(f"a random architecture needs a searchable model; {type(model).__name__} is not one")
+    decisions = random_decisions(model.search_spaces(), cfg.seed)
+    artifact = Artifact(
+        schema_version=SCHEMA_VERSION,
+        spaces=[space_record(s, decisions[s.name], None) for s in model.search_spaces()],
+        provenance=Provenance(
+            kind="random",
+            model={"config": _choices().get("model"), "target": cfg.model._target_},
+            data={"cache": datamodule.folder.name, "dataset": fm.dataset, "fields": [f.name for f in fm.fields]},
+            seed=cfg.seed,
+            config=OmegaConf.to_container(cfg, resolve=True),
+            note=f"random, seed {cfg.seed}",
+        ),
+    )
+    return write_artifact(folder / FILENAME, artifact)
+
+
+def stage_hash(cfg: DictConfig, kind: str) -> str:
+    """What decides that two stages are the same: the resolved config without ``paths``, and the kind."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain.pop("paths", None)
+    text = json.dumps({"kind": kind, "config": plain}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~").split(".", 1)[0].split("@", 1)[0]
+
+
+def _compose_stage(overrides: list[str]) -> DictConfig:
+    """``configs/train.yaml`` with these overrides, as ``python -m ctrlab.train`` would compose it; the Hydra
+    config (group choices) is made current, so the run records its own choices (``module=retrain``)."""
+    cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+def run_stages(cfg: DictConfig) -> dict[str, Any]:
+    """Run (or reuse) every stage of ``cfg.stages``; write and return the summary."""
+    validate_stages(cfg)
+    outer = HydraConfig.instance().cfg
+    passed = [o for o in HydraConfig.get().overrides.task if _key(o) not in CHAIN_KEYS]
+    store = Path(cfg.paths.log_dir) / "stages"
+    artifact: Path | None = None
+    stages = []
+    try:
+        for stage in cfg.stages:
+            overrides = [*passed, *stage.get("overrides", [])]
+            if artifact is not None:
+                overrides.append(f"++model.architecture={artifact}")
+            stage_cfg = _compose_stage([*overrides, "paths.output_dir=STAGE_FOLDER"])
+            kind = stage.get("kind", "train")
+            digest = stage_hash(stage_cfg, kind)
+            folder = (store / f"{stage.name}-{digest[:12]}").resolve()
+            with open_dict(stage_cfg):
+                stage_cfg.paths.output_dir = str(folder)
+            record_path = folder / "stage.json"
+            record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+            reused = not cfg.fresh and record.get("status") == "completed"
+            if reused:
+                log.info("stage %s: reusing %s (same config, hash %s)", stage.name, folder, digest[:12])
+            else:
+                if folder.exists():  # a failed or forced stage starts from an empty folder
+                    shutil.rmtree(folder)
+                log.info("stage %s (%s): %s", stage.name, kind, folder)
+                if kind == "random":
+                    folder.mkdir(parents=True)
+                    path = draw_random(stage_cfg, folder)
+                    drawn = {"path": str(path), "sha256": file_sha256(path), "counts": read_artifact(path).counts()}
+                    write_json(folder / "metrics.json", {"status": "completed", "seed": stage_cfg.seed,
+                                                         "architecture": drawn})  # fmt: skip
+                else:
+                    train(stage_cfg)
+                record = {"name": stage.name, "kind": kind, "hash": digest, "status": "completed",
+                          "overrides": overrides}  # fmt: skip
+                write_json(record_path, record)
+            metrics = json.loads((folder / "metrics.json").read_text())
+            artifact = folder / FILENAME if (folder / FILENAME).is_file() else artifact
+            stages.append(_stage_summary(stage.name, kind, folder, reused, digest, metrics))
+    finally:
+        HydraConfig.instance().cfg = outer
+    summary = {"stages": stages, "final_artifact": str(artifact) if artifact else None}
+    out = Path(cfg.paths.output_dir)
+    write_json(out / "summary.json", summary)
+    (out / "summary.md").write_text(_summary_md(stages))
+    log.info("summary: %s", out / "summary.md")
+    return summary
+
+
+def _stage_summary(
+    name: str, kind: str, folder: Path, reused: bool, digest: str, metrics: dict[str, Any]
+) -> dict[str, Any]:
+    arch = metrics.get("architecture") or {}
+    return {
+        "name": name,
+        "kind": kind,
+        "folder": str(folder),
+        "reused": reused,
+        "hash": digest,
+        "metrics": {k: metrics[k] for k in SUMMARY_KEYS if k in metrics},
+        "artifact": arch.get("path"),
+        "counts": arch.get("counts"),
+    }
+
+
+def _summary_md(stages: list[dict[str, Any]]) -> str:
+    lines = ["# Search stages", "", "| stage | kind | reused | metrics | artifact | decisions | folder |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for s in stages:
+        metrics = ", ".join(f"{k} {v:.4f}" for k, v in s["metrics"].items())
+        counts = "; ".join(f"{space}: {c}" for space, c in (s["counts"] or {}).items())
+        lines.append(
+            f"| {s['name']} | {s['kind']} | {'yes' if s['reused'] else 'no'} | {metrics} | {s['artifact'] or ''} "
+            f"| {counts} | {s['folder']} |"
+        )
+    return "\n".join(lines) + "\n"
