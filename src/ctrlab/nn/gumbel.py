@@ -51,5 +51,5 @@ class GumbelMethodSelector(nn.Module):
         p = F.softmax(logits / self.temperature, dim=-1)  # eq. 17, [U, K]
         if self.training and self.hard:
             one_hot = F.one_hot(p.argmax(-1), p.shape[-1]).to(p.dtype)
-            p = one_hot + p - p.detach()  # forward: the one-hot sample; backward: the soft sample's gradient
+            p = one_hot + (p - p.detach())  # value: exactly the one-hot (x - x == 0); gradient: the soft sample's
         return p
