@@ -57,22 +57,36 @@ class CrossEmbedding(nn.Module):
     """Embeddings of the memorized cross-product features (``cross_ids`` [B, P]) -> [B, P, D].
 
     One table over every cross's own vocabulary (``FeatureMap.cross_fields``), as Poly2's weights (D = 1) or
-    OptInter's memorized interactions.
+    OptInter's memorized interactions. ``crosses`` (indices into ``cross_fields``) keeps only those crosses'
+    rows and columns, [B, P_kept, D]: OptInter memorizes some pairs, and the table is its largest parameter.
+    ``sparse`` makes the table's gradient sparse (the looked-up rows only; needs a sparse-aware optimizer).
     """
 
-    def __init__(self, feature_map: FeatureMap, dim: int, init_std: float) -> None:
+    def __init__(
+        self,
+        feature_map: FeatureMap,
+        dim: int,
+        init_std: float,
+        crosses: list[int] | None = None,
+        sparse: bool = False,
+    ) -> None:
         super().__init__()
         if not feature_map.cross_fields:
             raise ValueError(
                 f"{feature_map.dataset}: this model needs cross-product features; "
                 "set data.crosses.enabled=true (the `crosses:` block of every configs/data/*.yaml)"
             )
-        self.table = nn.Embedding(int(sum(f.vocab_size for f in feature_map.cross_fields)), dim)
+        kept = list(range(len(feature_map.cross_fields))) if crosses is None else list(crosses)
+        sizes = [feature_map.cross_fields[c].vocab_size for c in kept]
+        self.table = nn.Embedding(int(sum(sizes)), dim, sparse=sparse)
         nn.init.normal_(self.table.weight, std=init_std)
-        self.register_buffer("offsets", torch.as_tensor(feature_map.cross_offsets), persistent=False)  # [P]
+        sizes_t = torch.as_tensor(sizes, dtype=torch.long)
+        offsets = sizes_t.cumsum(0) - sizes_t  # each kept cross's first row
+        self.register_buffer("offsets", offsets, persistent=False)  # [P_kept]
+        self.register_buffer("columns", torch.as_tensor(kept, dtype=torch.long), persistent=False)  # [P_kept]
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.table(batch["cross_ids"] + self.offsets)  # [B, P, D]
+        return self.table(batch["cross_ids"][:, self.columns] + self.offsets)  # [B, P_kept, D]
 
 
 class LinearTerm(nn.Module):

@@ -13,5 +13,10 @@ def pair_indices(num_fields: int, device: torch.device | None = None) -> tuple[t
 
 def pairwise_products(emb: torch.Tensor) -> torch.Tensor:
     """Hadamard products of every field pair: [B, F, D] -> [B, P, D], pairs ordered as ``pair_indices``."""
-    rows, cols = pair_indices(emb.shape[1], emb.device)
+    return hadamard_pairs(emb, *pair_indices(emb.shape[1], emb.device))
+
+
+def hadamard_pairs(emb: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """Hadamard products of the given field pairs (OptInter eq. 14, e_i ⊙ e_j): [B, F, D] with rows, cols [P]
+    -> [B, P, D]."""
     return emb[:, rows] * emb[:, cols]
