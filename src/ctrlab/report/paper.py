@@ -89,6 +89,13 @@ def get_table(paper: str, table: str) -> PaperTable:
 
 
 @functools.cache
+def not_reproducible() -> dict[str, str]:
+    """Row key -> why that row cannot be reproduced faithfully (``ctrlab/resources/not_reproducible.yaml``)."""
+    text = (files("ctrlab") / "resources" / "not_reproducible.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+@functools.cache
 def _dataset_names() -> dict[str, str]:
     # the papers' dataset-statistics tables print each data set's name
     names: dict[str, str] = {}

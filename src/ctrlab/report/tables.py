@@ -23,7 +23,7 @@ from pathlib import Path
 import polars as pl
 
 from ctrlab.report.collect import Collection, SkippedJob, collect
-from ctrlab.report.paper import PaperTable, dataset_name, get_table, metric_name
+from ctrlab.report.paper import PaperTable, dataset_name, get_table, metric_name, not_reproducible
 from ctrlab.report.truth import (
     ClaimResult,
     Oracle,
@@ -81,7 +81,7 @@ class Cell:
     ours_std: float | None
     n: int
     paper: float | None
-    status: str  # ok | failed | not run | not yet implemented
+    status: str  # ok | failed | not run | not yet implemented | not reproducible (reason in the header)
     best_baseline: str | None = None  # proposed rows: the row key they are tested against
     p_value: float | None = None  # proposed rows: Welch t-test against best_baseline; None when not tested
     significance: str = ""  # "better" | "worse" where p_value is below the paper's threshold
@@ -306,6 +306,8 @@ def build_table(
                 n = s.get(f"{metric}:n", 0)
                 if n:
                     status = "ok"
+                elif by_model and model in not_reproducible():
+                    status = "not reproducible"
                 elif by_model and not (model_configs / f"{row_configs.get(model, model)}.yaml").exists():
                     status = "not yet implemented"
                 elif (model, dataset) in failed:
@@ -487,6 +489,8 @@ def _header(result: ResultTable) -> list[str]:
             + "; ".join(f"`{opt}` for {', '.join(cfgs)}" for opt, cfgs in result.optimizers.items())
         )
     lines.append(f"- **Significance**: {_significance_note(result)}")
+    unreproducible = {c.model: c.name for c in result.cells if c.status == "not reproducible"}
+    lines += [f"- **Not reproducible**: {name}: {not_reproducible()[model]}." for model, name in unreproducible.items()]
     lines += [
         f"- **Note**: {HONESTY_NOTE}",
         "",
