@@ -134,8 +134,9 @@ def decisions_of(orders: list[Order], kept_last: torch.Tensor | None = None) -> 
 
 class SelectedInteractions(nn.Module):
     """The kept (interaction, function) slots of every order on one embedding: a list of per-order
-    ``InteractionFunctions``. emb [B, F, E, d] -> [B, S], S the kept slots of all orders (orders in turn).
-    AIM's stages use it, and DeepFM / PNN take an AIM artifact through it (Table 10, transfer)."""
+    ``InteractionFunctions``. emb [B, F, E, d] (or one shared table, [B, F, d]) -> [B, S], S the kept slots of all
+    orders (orders in turn). AIM's stages use it, and DeepFM / PNN take an AIM artifact through it (Table 10,
+    transfer; ``out_features`` as PNN's product layers)."""
 
     def __init__(self, orders: list[Order], dim: int) -> None:
         super().__init__()
@@ -147,7 +148,11 @@ class SelectedInteractions(nn.Module):
     def num_slots(self) -> int:
         return sum(b.num_slots for b in self.blocks)
 
+    out_features = num_slots
+
     def forward(self, emb: torch.Tensor) -> torch.Tensor:
+        if emb.dim() == 3:
+            emb = emb[:, :, None]  # [B, F, 1, d]: one table for every function
         return torch.cat([b(emb) for b in self.blocks if b.num_slots], dim=1)  # [B, S]
 
 
