@@ -9,6 +9,9 @@
     Categorical Data", ACM TOIS): p = the outputs of one micro-network per field pair on
     [f_i, f_j, f_i ⊙ f_j].
 
+``architecture`` (PNN / IPNN / OPNN): an AIM interaction-function artifact's decisions add its kept (interaction,
+function) terms as one more product signal (AIM Table 10, "PNN+IF").
+
 W_z z + W_p p over the concatenation [z, p] is exactly the MLP's first Linear layer, so every model here is
 ``MLP([z, p_1, ..., p_k])``. ``mlp_hidden: null`` leaves the product layer feeding a single linear output
 (the "interaction layer only" variant of DynInt Table 2).
@@ -22,11 +25,13 @@ import torch
 from torch import nn
 
 from ctrlab.data.schema import FeatureMap
+from ctrlab.models.aim import transfer_interactions
 from ctrlab.models.base import CTRModel
 from ctrlab.nn.embedding import FeatureEmbedding
 from ctrlab.nn.mlp import MLP, Norm
 from ctrlab.nn.pin_network import PairSubNetworks
 from ctrlab.nn.product import InnerProduct, OuterProduct
+from ctrlab.search.space import Decisions
 
 
 class ProductBasedNetwork(CTRModel):
@@ -67,6 +72,7 @@ class PNN(ProductBasedNetwork):
         mlp_hidden: list[int] | None,
         mlp_dropout: float,
         mlp_norm: Norm,
+        architecture: Decisions | None = None,
     ) -> None:
         products: list[nn.Module] = []
         if inner_product:
@@ -75,6 +81,8 @@ class PNN(ProductBasedNetwork):
             products.append(OuterProduct(embedding_dim))
         if not products:
             raise ValueError("PNN needs inner_product, outer_product or both")
+        if architecture is not None:
+            products.append(transfer_interactions(feature_map, architecture, embedding_dim))
         super().__init__(feature_map, embedding_dim, embedding_init_std, products, mlp_hidden, mlp_dropout, mlp_norm)
 
 

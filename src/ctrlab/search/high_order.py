@@ -48,3 +48,19 @@ def next_candidates(units: torch.Tensor, alpha: torch.Tensor, num_fields: int) -
     """Order p's candidate pool from order p - 1's search result (units [U, p-1], α [U]): Combine(Top_k, M_1)
     with k = floor(n / 2) (AIM §4.2.3). -> [C, p], C <= n² / 2."""
     return combine(top_k(units, alpha, num_fields // 2), num_fields)
+
+
+def extend_per_function(units: torch.Tensor, kept: torch.Tensor, num_fields: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Order p's pool from order p - 1's kept (interaction, function) slots, one pool per function as the AIM
+    authors' code builds it (``get_third_order`` / ``get_high_order``): function k's candidates of order p are
+    ``Combine(kept_k, M_1)``, the interactions of order p - 1 that kept k, each extended by every field it lacks.
+
+    Only decisions reach a model (not α), so every kept interaction is extended, not the top k by |α|
+    (docs/decisions.md, "AIM model and stages"). units [U, p-1], kept [U, m] bool -> (pool [C, p] in
+    lexicographic order, candidates [C, m] bool: which functions each pooled interaction is searched with)."""
+    width = units.shape[1] + 1
+    pools = [combine(units[kept[:, k]], num_fields) if kept[:, k].any() else units.new_zeros(0, width)
+             for k in range(kept.shape[1])]  # fmt: skip
+    pool = torch.unique(torch.cat(pools), dim=0)  # [C, p]
+    candidates = torch.stack([(pool[:, None, :] == rows[None]).all(-1).any(-1) for rows in pools], dim=1)  # [C, m]
+    return pool, candidates
