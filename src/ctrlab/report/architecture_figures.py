@@ -55,8 +55,8 @@ MI_LABEL = "MI with the label (nats, train split)"
 class _Searched:
     """One artifact with the data it was searched on: its pairs' field indices, MI and chosen methods."""
 
-    path: Path
     artifact: Artifact
+    folder: Path  # the cache folder it was searched on
     feature_map: FeatureMap
     pairs: list[tuple[int, int]]  # [P] field indices (columns of the train ids) of each unit
     methods: list[str]  # [P] the chosen method of each pair
@@ -85,7 +85,7 @@ def _cache_folder(path: Path, artifact: Artifact) -> Path:
     return folder
 
 
-def _load(path: str | Path) -> tuple[_Searched, Path]:
+def _load(path: str | Path) -> _Searched:
     """An artifact's pairs and methods and its cache folder, every check done (nothing is scored yet)."""
     path = Path(path)
     artifact = read_artifact(path)
@@ -103,23 +103,24 @@ def _load(path: str | Path) -> tuple[_Searched, Path]:
     if unknown := [u for u in units if u not in index]:
         raise ValueError(
             f"architecture artifact {path}: units {unknown[:3]} of space {SPACE!r} are not pairs of the data's "
-            f"categorical fields ({', '.join(names[:5])}, ...)"
+            f"fields ({', '.join(names[:5])}, ...)"
         )
     pairs = [index[u] for u in units]
-    return _Searched(path, artifact, fm, pairs, list(decisions[SPACE])), folder
+    return _Searched(artifact, folder, fm, pairs, list(decisions[SPACE]))
 
 
-def _score(searched: list[tuple[_Searched, Path]]) -> list[_Searched]:
-    """Fill each artifact's MI; the train split of a cache is read and scored once for all its artifacts."""
+def _score(searched: list[_Searched]) -> list[_Searched]:
+    """Fill each artifact's MI; the train split of a cache is read and scored once for all its artifacts (the
+    seeds of one dataset)."""
     done: dict[tuple[Path, tuple[tuple[int, int], ...]], np.ndarray] = {}
-    for s, folder in searched:
-        key = (folder.resolve(), tuple(s.pairs))
+    for s in searched:
+        key = (s.folder.resolve(), tuple(s.pairs))
         if key not in done:
-            _, splits = cache.load(folder)
+            _, splits = cache.load(s.folder)
             train = splits["train"]
             done[key] = pair_mutual_information(np.asarray(train.ids), np.asarray(train.labels), s.pairs)
         s.mi = done[key]
-    return [s for s, _ in searched]
+    return searched
 
 
 def _save_png(fig: Figure, path: Path) -> None:
@@ -128,7 +129,7 @@ def _save_png(fig: Figure, path: Path) -> None:
     tmp.replace(path)
 
 
-def mi_by_method(searched: list[_Searched]) -> pl.DataFrame:
+def _mi_by_method(searched: list[_Searched]) -> pl.DataFrame:
     """Figure 5's numbers. Per artifact the mean MI of the pairs of each method; per dataset and method:
 
     - ``runs``: artifacts (seeds) in which the method took at least one pair,
@@ -160,18 +161,18 @@ def mi_by_method(searched: list[_Searched]) -> pl.DataFrame:
 
 def write_mi_by_method(artifacts: list[Path], out_dir: Path, scale: str) -> Path:
     """Figure 5: mean MI (eq. 21) of the pairs each method chose, per dataset; ``<out_dir>/figure5.<scale>``
-    ``.png`` (grouped bars, std over seeds as error bars) and ``.csv`` (``mi_by_method``'s columns). Returns the
+    ``.png`` (grouped bars, std over seeds as error bars) and ``.csv`` (``_mi_by_method``'s columns). Returns the
     .png path."""
     if not artifacts:
         raise ValueError("write_mi_by_method needs at least one architecture artifact (one per dataset x seed)")
     searched = _score([_load(p) for p in artifacts])  # every artifact checked before any is scored
-    table = mi_by_method(searched)
+    table = _mi_by_method(searched)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"figure5.{scale}"
     write_text_atomic(out_dir / f"{stem}.csv", table.write_csv())
 
-    datasets = list(dict.fromkeys(table["dataset"]))  # sorted by mi_by_method
+    datasets = list(dict.fromkeys(table["dataset"]))  # sorted by _mi_by_method
     fig = Figure(figsize=(max(4.5, 2.2 * len(datasets) + 1.5), 3.8))
     ax = fig.subplots()
     width = 0.8 / len(OPTIONS)
