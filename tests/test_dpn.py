@@ -68,21 +68,26 @@ def test_context_fields_pick_those_fields_embeddings():
     torch.testing.assert_close(seen["z"], torch.cat([emb[:, 4], emb[:, 1]], dim=1))
 
 
+@pytest.mark.slow  # 3 data seeds x 2 models at 50k rows: 18 s on an idle 2-core machine
 def test_feature_dpn_beats_an_mlp_of_equal_width_on_context_modulated_weights(tmp_path):
     """The `context` stand-in scales each field's weight and pair by its context fields' values: a DPO's
-    weights are a function of the instance, a fully connected layer's are not. Same widths, BN, embeddings and
-    Adam schedule; the DPN's two layers are MoK DPOs (l = 4, softmax) over x0."""
-    fm, splits = build(tmp_path, **{**DYNAMIC, "context_std": 2.0, "num_context_fields": 2}, num_rows=30_000,
-                       mechanism="context")  # fmt: skip
-    torch.manual_seed(0)
-    mlp = fit_and_auc(DNN(fm, 8, 1e-2, [32, 32], 0.0, "batch"), splits, epochs=5, lr=1e-2)
-    torch.manual_seed(0)
-    net = DPN(fm, **{**FEATURE, "embedding_dim": 8, "mlp_hidden": [32, 32]})
-    dynamic = fit_and_auc(net, splits, epochs=5, lr=1e-2)
-    # seen: oracle 0.903, MLP 0.691, feature-based DPN 0.709 (1-2 s)
-    # (at 50k rows, width 64, context_std 1: MLP 0.800, DPN 0.811)
-    assert dynamic > mlp + 0.005, f"DPN {dynamic:.4f} vs MLP {mlp:.4f}"
-    assert dynamic <= fm.extra["oracle"]["test"]["auc"] + 0.005
+    weights are a function of the instance, a fully connected layer's are not. Same widths (64-64), BN,
+    embeddings and Adam schedule; the DPN's two layers are MoK DPOs (l = 4, softmax) over x0. Three data seeds,
+    since the margin is small: it must hold on average and not reverse on any seed."""
+    margins = []
+    for seed in (0, 1, 2):
+        fm, splits = build(tmp_path / str(seed), **{**DYNAMIC, "context_std": 1.0, "num_context_fields": 2},
+                           num_rows=50_000, mechanism="context", seed=seed)  # fmt: skip
+        torch.manual_seed(0)
+        mlp = fit_and_auc(DNN(fm, 8, 1e-2, [64, 64], 0.0, "batch"), splits, epochs=6, lr=1e-2)
+        torch.manual_seed(0)
+        net = DPN(fm, **{**FEATURE, "embedding_dim": 8, "mlp_hidden": [64, 64]})
+        dynamic = fit_and_auc(net, splits, epochs=6, lr=1e-2)
+        assert dynamic <= fm.extra["oracle"]["test"]["auc"] + 0.005
+        margins.append(dynamic - mlp)
+    # seen (oracle, MLP, DPN): seed 0 (0.900, 0.800, 0.811), 1 (0.900, 0.793, 0.797), 2 (0.911, 0.802, 0.804).
+    # At 30k rows and 32-32 the margins are +0.018 / +0.001 / -0.005: no fast variant holds across seeds.
+    assert min(margins) > -0.002 and sum(margins) / 3 > 0.003, f"DPN - MLP test AUC per data seed: {margins}"
 
 
 # MovieLens-tag's shape (3 fields, embedding 10): the paper's parameter counts (embeddings excluded) pin down
