@@ -366,5 +366,6 @@ def test_train_entry_point_end_to_end(tmp_path):
     sizes = metrics["split_sizes"]
     assert sizes["test"] == 160 and sizes["valid"] % 2 == 0 and 0 < sizes["valid"] < 60  # ~10% of 80 users
     assert 0.0 <= metrics["test/auc"] <= 1.0 and np.isfinite(metrics["test/logloss"])
+    assert 0.0 <= metrics["test/gauc"] <= 1.0  # each test user: one positive, one negative
     fm = FeatureMap.load(next((tmp_path / "cache" / "amazon_electronics").glob("*/feature_map.json")))
     assert fm.bag_len == 8 and fm.num_fields == 5

@@ -13,21 +13,30 @@ from pathlib import Path
 
 import numpy as np
 
-from ctrlab.data.schema import Field
+from ctrlab.data.schema import FeatureMap, Field
 
 ROW_CHUNK = 1 << 16  # rows of padded histories built at a time
+USER_FIELD = "user_id"  # the user key of DIN's layout: GAUC groups impressions by it (lit/gauc.py)
 
 
 def din_fields(user_vocab: int, item_vocab: int, cat_vocab: int, max_len: int) -> list[Field]:
     """DIN's layout, shared by Amazon and its synthetic stand-in: the user, the target item and its
     category, and the histories of items and categories (oldest first), which use the target's ids."""
     return [
-        Field("user_id", user_vocab),
+        Field(USER_FIELD, user_vocab),
         Field("item_id", item_vocab),
         Field("cat_id", cat_vocab),
         Field("hist_item_id", item_vocab, kind="sequence", max_len=max_len, shares="item_id"),
         Field("hist_cat_id", cat_vocab, kind="sequence", max_len=max_len, shares="cat_id"),
     ]
+
+
+def user_column(feature_map: FeatureMap) -> int | None:
+    """The column of the batch's ``ids`` that identifies the user in behaviour-sequence data (a ``sequence`` field
+    and a scalar ``user_id`` field, as ``din_fields``); None for other data."""
+    names = [f.name for f in feature_map.scalar_fields]
+    has_sequence = any(f.kind == "sequence" for f in feature_map.bag_fields)
+    return names.index(USER_FIELD) if has_sequence and USER_FIELD in names else None
 
 
 def train_vocab(counts: np.ndarray, min_count: int, forced_oov: np.ndarray | None = None) -> tuple[np.ndarray, int]:

@@ -18,6 +18,8 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAUROC
 
 from ctrlab.data.schema import FeatureMap
+from ctrlab.data.sequences import user_column
+from ctrlab.lit.gauc import GroupAUC
 from ctrlab.models.base import CTRModel
 from ctrlab.search.artifact import is_artifact_path, load_decisions
 
@@ -39,7 +41,8 @@ def _plain(cfg: DictConfig | dict | None) -> dict | None:
 
 
 class CTRModule(pl.LightningModule):
-    """BCE-with-logits + ``model.regularization(batch, output)``; AUC and log loss on valid and test.
+    """BCE-with-logits + ``model.regularization(batch, output)``; AUC and log loss on valid and test, and GAUC
+    (``lit/gauc.py``) where the data identifies the user (behaviour-sequence data, ``user_column``).
 
     Optimisation is manual so that one code path serves one optimizer or several: each parameter family
     named in ``optimizer.families`` (``embedding``, ``dense``, ``arch``) gets its own optimizer, and every
@@ -73,6 +76,12 @@ class CTRModule(pl.LightningModule):
         for stage in ("val", "test"):
             setattr(self, f"{stage}_auc", BinaryAUROC(sync_on_compute=False))
             setattr(self, f"{stage}_logloss", MeanMetric(sync_on_compute=False))
+        # GAUC groups by the user id; an OOV or missing id stands for several users and is left out
+        self.user_column = user_column(feature_map) if feature_map is not None else None
+        if self.user_column is not None:
+            self.user_oov = feature_map.scalar_fields[self.user_column].oov_id
+            for stage in ("val", "test"):
+                setattr(self, f"{stage}_gauc", GroupAUC(sync_on_compute=False))
         self.samples_seen = 0
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -123,6 +132,10 @@ class CTRModule(pl.LightningModule):
         logits = self.model(batch)
         label = batch["label"]
         getattr(self, f"{stage}_auc").update(torch.sigmoid(logits), label.long())
+        if self.user_column is not None:
+            user = batch["ids"][:, self.user_column]
+            known = (user > 0) & (user != self.user_oov)
+            getattr(self, f"{stage}_gauc").update(user[known], logits[known], label[known])
         bce = F.binary_cross_entropy_with_logits(logits, label, reduction="none")
         getattr(self, f"{stage}_logloss").update(bce)
 
@@ -136,8 +149,14 @@ class CTRModule(pl.LightningModule):
         self.log(f"{stage}/auc_minus_logloss", auc_value - logloss_value)
         auc.reset()
         logloss.reset()
-        return {f"{stage}/auc": auc_value, f"{stage}/logloss": logloss_value,
-                f"{stage}/auc_minus_logloss": auc_value - logloss_value}  # fmt: skip
+        values = {f"{stage}/auc": auc_value, f"{stage}/logloss": logloss_value,
+                  f"{stage}/auc_minus_logloss": auc_value - logloss_value}  # fmt: skip
+        if self.user_column is not None:
+            gauc = getattr(self, f"{stage}_gauc")
+            values[f"{stage}/gauc"] = gauc.compute()
+            self.log(f"{stage}/gauc", values[f"{stage}/gauc"], prog_bar=True)
+            gauc.reset()
+        return values
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "val")
