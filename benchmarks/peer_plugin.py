@@ -45,7 +45,8 @@ def harness_splits(X: np.ndarray, y: np.ndarray, sizes: np.ndarray, rows: int):
 
 
 def optimizer_config(name: str, lr: float) -> dict:
-    """``configs/optimizer/<name>.yaml`` with every family's learning rate interpolated from ``default``'s, set to lr."""
+    """``configs/optimizer/<name>.yaml`` with ``default``'s learning rate (which the other families interpolate)
+    set to lr."""
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.create({"optimizer": OmegaConf.load(ROOT / "configs" / "optimizer" / f"{name}.yaml")})

@@ -145,7 +145,8 @@ def main() -> None:
             results[option].append((speed[option], out["auc"], speed[option] / speed.get("adam", np.nan)))
             print(f"  round {r} {option:16s} {speed[option]:9,.0f} samples/s  AUC {out['auc']:.4f}", flush=True)
     base_auc = statistics.median(a for _, a, _ in results["adam"])
-    print(f"\n| option | samples/s | x dense Adam (same round) | test AUC | AUC - dense Adam |\n|---|---:|---:|---:|---:|")
+    print("\n| option | samples/s | x dense Adam (same round) | test AUC | AUC - dense Adam |")
+    print("|---|---:|---:|---:|---:|")
     for option, runs in results.items():
         sps, auc, ratio = (statistics.median(x[i] for x in runs) for i in range(3))
         print(f"| {option} | {sps:,.0f} | {ratio:.2f} | {auc:.4f} | {auc - base_auc:+.4f} |")
