@@ -17,7 +17,7 @@ export PYTHONUNBUFFERED := 1
 export WANDB_MODE ?= offline
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-full lint format train reproduce-table-1 reproduce-dynint-table-2 reproduce-dynint-table-3 reproduce-dynint-table-4 reproduce-dynint-all benchmark benchmark-preprocess clean
+.PHONY: help install test test-full lint format train reproduce-table-1 reproduce-dynint-table-2 reproduce-dynint-table-3 reproduce-dynint-table-4 reproduce-dynint-all benchmark benchmark-preprocess benchmark-peers clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-22s %s\n", $$1, $$2}'
@@ -72,6 +72,27 @@ benchmark: $(STAMP) ## training throughput: ctrlab vs a bare PyTorch loop
 
 benchmark-preprocess: $(STAMP) ## Criteo recipes + crosses on a generated 5M-row raw file: rows/s, peak memory
 	$(PY) benchmarks/preprocess.py
+
+# ctrlab beside FuxiCTR, DeepCTR-Torch and hand-written loops in one sweep (the harness in PEER_BENCH; its own venv,
+# never the project's dependencies). PEER_ARGS=--rows 200000 --repeat 1 for a shorter sweep;
+# CTRLAB_OPTIMIZER=adam puts ctrlab's run on dense Adam (benchmarks/peer_plugin.py).
+PEER_BENCH ?= ../shared/bench
+PEER_VENV  ?= .venv-peers
+PEER_ARGS  ?= --threads 1 --repeat 2
+PEER_RUNS  ?= torch_deepfm,torch_deepfm_fusedadam,torch_deepfm_fields,fuxictr_deepfm,deepctr_deepfm
+CTRLAB_OPTIMIZER ?= adam_sparse
+export CTRLAB_OPTIMIZER
+
+$(PEER_VENV)/.installed: $(PEER_BENCH)/setup_venv.sh
+	bash $(PEER_BENCH)/setup_venv.sh $(PEER_VENV)
+	$(PEER_VENV)/bin/pip install -q --no-deps -e .
+	@touch $@
+
+benchmark-peers: $(PEER_VENV)/.installed ## DeepFM: ctrlab vs FuxiCTR, DeepCTR-Torch, hand-written loops (PEER_ARGS=)
+	@mkdir -p .cache/peer-bench
+	$(PEER_VENV)/bin/python $(PEER_BENCH)/peer_bench.py $(PEER_ARGS) --runs $(PEER_RUNS) \
+		--plugin benchmarks/peer_plugin.py:run:ctrlab:DeepFM --workdir .cache/peer-bench \
+		--json-out .cache/peer-bench/results.jsonl
 
 clean: ## remove caches and run outputs (keeps .venv)
 	rm -rf logs/* .cache .pytest_cache .ruff_cache results/*/*.tmp

@@ -21,6 +21,7 @@ from ctrlab.data.schema import FeatureMap
 from ctrlab.data.sequences import user_column
 from ctrlab.lit.gauc import GroupAUC
 from ctrlab.models.base import CTRModel
+from ctrlab.optim.sparse import check_sparse_embedding
 from ctrlab.search.artifact import is_artifact_path, load_decisions
 
 
@@ -95,7 +96,26 @@ class CTRModule(pl.LightningModule):
         for family, ps in self.model.parameter_groups().items():
             params.setdefault(family if family in families else "default", []).extend(ps)
         self.optimizer_families = list(params)  # the family of each optimizer, in order (bi-level search steps one)
-        return [instantiate(families[name])(ps) for name, ps in params.items()]
+        sparse = bool(self.hparams.optimizer.get("sparse_embedding", False))
+        if sparse:
+            self._sparse_embedding_gradients(params, families)
+        optimizers = [instantiate(families[name])(ps) for name, ps in params.items()]
+        for name, opt in zip(params, optimizers, strict=True):
+            check_sparse_embedding(sparse, name, opt)
+        return optimizers
+
+    def _sparse_embedding_gradients(self, params: dict[str, list[torch.nn.Parameter]], families: dict) -> None:
+        """``optimizer.sparse_embedding=true``: every table of the ``embedding`` family returns a sparse gradient
+        (its looked-up rows only), which the family's optimizer then updates row by row (ctrlab/optim/sparse.py)."""
+        if "embedding" not in families:
+            raise ValueError(
+                "optimizer.sparse_embedding=true needs an optimizer.families.embedding entry (a sparse-capable "
+                f"optimizer for the tables); the families are {list(families)}"
+            )
+        tables = {id(p) for p in params.get("embedding", [])}
+        for m in self.model.modules():
+            if isinstance(m, torch.nn.Embedding) and id(m.weight) in tables:
+                m.sparse = True
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, bce, terms = self._descend(batch, self._optimizer_list())

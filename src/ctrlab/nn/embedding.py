@@ -16,7 +16,8 @@ class FeatureEmbedding(nn.Module):
     field's value (OptInter's recipe; ``values`` [B, F_scalar], 1.0 for categorical fields). Multi-valued and
     sequence fields (``bag_ids`` [B, F_bag, L]) are mean-pooled over their non-padding ids and appended, so
     every model sees F = F_scalar + F_bag field embeddings; an empty bag pools to zeros. Models that attend
-    over a sequence take ``bag_embeddings``. Rows start at N(0, init_std^2).
+    over a sequence take ``bag_embeddings``. Rows start at N(0, init_std^2). ``table.sparse`` (set by
+    ``optimizer.sparse_embedding``, lit/module.py) makes every lookup's gradient sparse: the looked-up rows only.
     """
 
     def __init__(self, feature_map: FeatureMap, dim: int, init_std: float) -> None:
@@ -47,7 +48,7 @@ class FeatureEmbedding(nn.Module):
         if self.has_bags:
             rows = self._bag_rows(batch)  # [B, F_bag, L]
             pooled = F.embedding_bag(
-                rows.flatten(0, 1), self.table.weight, mode="mean", padding_idx=self.pad_row
+                rows.flatten(0, 1), self.table.weight, mode="mean", padding_idx=self.pad_row, sparse=self.table.sparse
             )  # [B * F_bag, D]
             emb = torch.cat([emb, pooled.view(*rows.shape[:2], -1)], dim=1)  # [B, F, D]
         return emb

@@ -30,7 +30,12 @@ No drift without gradient: a coordinate (FTRL) or a row (G-FTRL) whose gradient 
 is left untouched — its n and z cannot change (g = 0 gives σ = 0), and its weights are only rewritten where
 the gradient is non-zero. Embedding rows absent from a batch (zero rows of a dense gradient) therefore stay
 as they are. Inside a row that does get a gradient, G-FTRL rewrites the whole row: the group shrinkage
-depends on the row norm of z.
+depends on the row norm of z. G-FTRL's groups are the table's rows, so its group norm never reaches outside a
+looked-up row either.
+
+Sparse gradients. Both therefore take the sparse gradient of ``nn.Embedding(sparse=True)``
+(``optimizer.sparse_embedding=true``) and touch only the looked-up rows: the same update as the dense path,
+in work proportional to the batch instead of the table.
 
 Loss scale. Multiplying the loss by c multiplies every gradient by c; with (α, cβ, cλ1, cλ2, c²n0) in place
 of (α, β, λ1, λ2, n0) the state follows as n -> c²n, σ -> cσ, z -> cz, q -> cq (for the same weights), so
@@ -124,6 +129,16 @@ class FTRL(Optimizer):
     def _curvature(n: torch.Tensor, group: dict) -> torch.Tensor:
         return (group["beta"] + n.sqrt()) / group["lr"] + group["l2"]  # q: [same shape as n]
 
+    def _solve_rows(
+        self, w: torch.Tensor, g: torch.Tensor, n: torch.Tensor, z: torch.Tensor, group: dict
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One FTRL step on rows [R, d] of (w, g, n, z): returns the new (w, n, z), out of place."""
+        n_new = n + g * g
+        sigma = (n_new.sqrt() - n.sqrt()) / group["lr"]  # 0 where g == 0
+        z_new = z + (g - sigma * w)  # unchanged where g == 0
+        solved = self._solve(z_new, self._curvature(n_new, group), group["l1"])
+        return torch.where(self._active(g), solved, w), n_new, z_new
+
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         loss = None
@@ -134,9 +149,7 @@ class FTRL(Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                if p.grad.is_sparse:
-                    raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
-                w, g = self._view(p), self._view(p.grad)
+                w = self._view(p)
                 state = self.state[p]
                 if not state:
                     n0 = torch.full_like(w, group["initial_accumulator_value"])
@@ -147,12 +160,21 @@ class FTRL(Optimizer):
                     )
                     state["n"], state["z"] = n0, z0
                 n, z = state["n"], state["z"]
-                n_new = n + g * g
-                sigma = (n_new.sqrt() - n.sqrt()) / group["lr"]  # 0 where g == 0
-                z.add_(g - sigma * w)  # unchanged where g == 0
-                n.copy_(n_new)
-                solved = self._solve(z, self._curvature(n, group), group["l1"])
-                w.copy_(torch.where(self._active(g), solved, w))
+                if p.grad.is_sparse:
+                    # nn.Embedding(sparse=True): only the looked-up rows; the others have g = 0, which leaves
+                    # their w, n and z as they are, so skipping them is exact (see "No drift without gradient")
+                    grad = p.grad.coalesce()  # duplicate rows summed, as in the dense gradient
+                    rows = grad.indices()[0]  # [R]
+                    g = grad.values().reshape(len(rows), *w.shape[1:])  # [R, d]
+                    w_r, n_r, z_r = self._solve_rows(w[rows], g, n[rows], z[rows], group)
+                    w.index_copy_(0, rows, w_r)
+                    n.index_copy_(0, rows, n_r)
+                    z.index_copy_(0, rows, z_r)
+                else:
+                    w_new, n_new, z_new = self._solve_rows(w, self._view(p.grad), n, z, group)
+                    w.copy_(w_new)
+                    n.copy_(n_new)
+                    z.copy_(z_new)
         return loss
 
 
