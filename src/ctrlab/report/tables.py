@@ -145,6 +145,13 @@ def row_id(table: PaperTable, row: dict) -> str:
     return f"{row[first]}[{extra}]" if rest else str(row[first])
 
 
+def row_name(table: PaperTable, row: dict) -> str:
+    """The row's printed name, with its other key columns where one name covers several rows (Table 2b's
+    five "fc1 + fc2" rows differ by context)."""
+    rest = table.row_key[1:]
+    return ", ".join([row["name"], *(f"{k} {row[k]}" for k in rest)])
+
+
 def _by_model(table: PaperTable) -> bool:
     # rows keyed by a model (and maybe more), each filled by one model config; else a sweep's values
     return table.row_key[0] == "model"
@@ -328,7 +335,7 @@ def build_table(
                 cells.append(
                     Cell(
                         model,
-                        row["name"],
+                        row_name(table, row),
                         dataset,
                         metric,
                         s.get(f"{metric}:mean"),
@@ -341,7 +348,7 @@ def build_table(
                 )
     values = {(m, d, metric): s[f"{metric}:values"] for (m, d), s in stats.items() for metric in metrics}
     cells, best = _mark_significance(table, cells, values)
-    names = {row_id(table, row): row["name"] for row in table.rows}
+    names = {row_id(table, row): row_name(table, row) for row in table.rows}
     claims = get_claims(table)
     checked = {
         d: tuple(check_claim(c, d, values, names, o, claims_alpha()) for c in claims)
@@ -424,7 +431,7 @@ def _cost_section(result: ResultTable, dataset: str) -> list[str]:
     rows = []
     for row in t.rows:
         ours = dict(zip(("params", "seconds"), result.costs.get((row_id(t, row), dataset), (None, None)), strict=True))
-        texts = [row["name"]]
+        texts = [row_name(t, row)]
         for m in costs:
             value = ours["params"] / 1000 if m == "params" and ours["params"] is not None else ours["seconds"]
             paper = t.value(row, dataset, m)
@@ -619,7 +626,7 @@ def render_markdown(result: ResultTable) -> str:
         oracle = result.oracles[dataset]
         rows = []
         for row in result.table.rows:
-            texts = [row["name"]]
+            texts = [row_name(result.table, row)]
             for metric in result.metrics:
                 texts += _cell_texts(result, cells[row_id(result.table, row), dataset, metric], row)
             rows.append(texts)
@@ -641,7 +648,7 @@ def render_markdown(result: ResultTable) -> str:
 def _plateau_section(result: ResultTable, dataset: str) -> list[str]:
     """One line per row with runs: did its monitor plateau before the budget ended?"""
     checks = [
-        (row["name"], result.plateaus[key])
+        (row_name(result.table, row), result.plateaus[key])
         for row in result.table.rows
         if (key := (row_id(result.table, row), dataset)) in result.plateaus
     ]
