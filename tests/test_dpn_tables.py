@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hydra import compose, initialize_config_dir
 
 from ctrlab.data.cache import SplitArrays
 from ctrlab.data.datamodule import RareValueGroup
@@ -12,6 +13,9 @@ from ctrlab.data.schema import FeatureMap, Field
 from ctrlab.report.paper import get_table
 from ctrlab.report.tables import row_id
 from ctrlab.reproduce import experiment_spec, implemented_models, main
+from ctrlab.run_config import ConfigError
+from ctrlab.train import build_datamodule
+from tests.helpers import ROOT
 
 
 def test_test_group_keeps_the_rows_of_values_seen_fewer_than_n_times_in_train():
@@ -33,6 +37,14 @@ def test_test_group_keeps_the_rows_of_values_seen_fewer_than_n_times_in_train():
     assert "test" not in fm.extra["oracle"] and "valid" in fm.extra["oracle"]  # the oracle was for every test row
     with pytest.raises(ValueError, match=r"data\.test_group\.field='user' is not a field of d"):
         RareValueGroup("user", 20).apply(fm, splits)
+
+
+def test_a_test_group_below_the_datas_count_threshold_stops_before_any_work():
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=dpn/table3", "data=synthetic_movielens_tag",
+                                          "data.source.min_count=25"])  # fmt: skip
+    with pytest.raises(ConfigError, match=r"data\.test_group\.fewer_than=20 is below data\.source\.min_count=25"):
+        build_datamodule(cfg)
 
 
 def test_rows_keyed_by_model_and_context_each_have_their_own_id_and_config():
