@@ -218,7 +218,7 @@ def _train(cfg: DictConfig, output_dir: Path, metrics: dict[str, Any], loggers: 
             "data_description": fm.description,
             "split_sizes": fm.split_sizes,
             "params": model.num_parameters(),
-            "dense_params": sum(p.numel() for p in model.parameter_groups()["dense"]),  # the papers' counts
+            "dense_params": sum(p.numel() for p in model.parameter_groups().get("dense", [])),  # the papers' counts
             # a synthetic stand-in's truth: AUC / log loss of the true click probability, and its mechanism
             "oracle": (fm.extra.get("oracle") or {}).get("test"),
             "oracle_valid": (fm.extra.get("oracle") or {}).get("valid"),
