@@ -6,18 +6,21 @@ STAMP  := $(VENV)/.installed
 SCALE  ?= smoke
 # Real data for the paper columns (optional); empty means the embedded synthetic stand-in.
 # CRITEO=train.txt, AVAZU=train.csv, IPINYOU=make-ipinyou-data folder (IPINYOU_FORMAT=fm for *.fm.txt files)
+# DPN: MOVIELENS_TAG=NFM's ml-tag folder (ml-tag.*.libfm), MOVIELENS_1M=the unzipped ml-1m folder
 CRITEO ?=
 AVAZU  ?=
 IPINYOU ?=
 IPINYOU_FORMAT ?= raw
+MOVIELENS_TAG ?=
+MOVIELENS_1M ?=
 ARGS   ?=
-export CRITEO AVAZU IPINYOU IPINYOU_FORMAT
+export CRITEO AVAZU IPINYOU IPINYOU_FORMAT MOVIELENS_TAG MOVIELENS_1M
 
 export PYTHONUNBUFFERED := 1
 export WANDB_MODE ?= offline
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-full lint format train reproduce-table-1 reproduce-dynint-table-2 reproduce-dynint-table-3 reproduce-dynint-table-4 reproduce-dynint-all benchmark benchmark-preprocess benchmark-peers clean
+.PHONY: help install test test-full lint format train reproduce-table-1 reproduce-dynint-table-2 reproduce-dynint-table-3 reproduce-dynint-table-4 reproduce-dynint-all reproduce-dpn-table-1 reproduce-dpn-table-11 reproduce-dpn-all benchmark benchmark-preprocess benchmark-peers clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-22s %s\n", $$1, $$2}'
@@ -66,6 +69,26 @@ reproduce-dynint-figure-%: $(STAMP) ## DynInt Figure 6a|6b|7a|7b (Criteo column)
 
 DYNINT_ALL := reproduce-table-1 $(addprefix reproduce-dynint-,table-2 table-3 table-4 figure-6a figure-6b figure-7a figure-7b)
 reproduce-dynint-all: $(DYNINT_ALL) ## every DynInt table and figure, one after another
+
+# DPN (issue 14): MovieLens-tag / Avazu / Criteo for Tables 1-3, 9, 10; MovieLens-1M for Tables 11-14. Each paper
+# column is the `context` stand-in unless its data variable names the real files.
+DPN_TAG  := $(if $(MOVIELENS_TAG),movielens_tag,synthetic_movielens_tag)
+DPN_ML1M := $(if $(MOVIELENS_1M),movielens_1m_dpn,synthetic_movielens_1m)
+DPN_TABLE1_DATA := $(DPN_TAG),$(if $(AVAZU),avazu_dpn,synthetic_avazu),$(if $(CRITEO),criteo_dpn,synthetic_criteo)
+reproduce-dpn-table-1: $(STAMP) ## DPN Table 1 (MOVIELENS_TAG=, AVAZU=, CRITEO= real data)
+	$(PY) -m ctrlab.reproduce dpn/table1 --scale $(SCALE) --data $(DPN_TABLE1_DATA) $(ARGS)
+
+reproduce-dpn-table-%: $(STAMP) ## DPN Table 2a|2b|2c|3|9|10 (MOVIELENS_TAG=) or 12|13a|13b|13c|14a|14b (MOVIELENS_1M=)
+	$(PY) -m ctrlab.reproduce dpn/table$* --scale $(SCALE) \
+		--data $(if $(filter 12 13a 13b 13c 14a 14b,$*),$(DPN_ML1M),$(DPN_TAG)) $(ARGS)
+
+reproduce-dpn-table-11: ## DPN Table 11: the hyper-parameters, i.e. the configs reproduce-dpn-table-12 runs
+	@for f in configs/model/dpn/ml1m/feature_based.yaml configs/model/dpn/ml1m/field_based.yaml; do \
+		echo "== $$f"; cat $$f; done
+	@echo "(data: configs/data/movielens_1m_dpn.yaml; make reproduce-dpn-table-12 runs both)"
+
+DPN_ALL := $(addprefix reproduce-dpn-table-,1 2a 2b 2c 3 9 10 11 12 13a 13b 13c 14a 14b)
+reproduce-dpn-all: $(DPN_ALL) ## every DPN table of public data, one after another
 
 benchmark: $(STAMP) ## training throughput: ctrlab vs a bare PyTorch loop
 	$(PY) benchmarks/train_throughput.py

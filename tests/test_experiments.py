@@ -6,7 +6,9 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
+from ctrlab.data.schema import FeatureMap, Field
 from ctrlab.report.paper import get_table
 from ctrlab.reproduce import EXPERIMENTS, experiment_spec, implemented_models
 from tests.helpers import ROOT
@@ -24,16 +26,26 @@ def _models(experiment: str) -> list[str]:
 CASES = [(exp, model) for exp in EXPERIMENTS for model in _models(exp)]
 
 
+def _feature_map(cfg, tiny: FeatureMap) -> FeatureMap:
+    # a stand-in with named fields (DPN's MovieLens shapes): models may pick fields by name (model.context_fields)
+    names = cfg.data.source.get("field_names")
+    return tiny if names is None else FeatureMap("named", [Field(n, 5) for n in names], tiny.split_sizes)
+
+
 @pytest.mark.parametrize("experiment,model", CASES)
 def test_experiment_model_composes_and_builds(experiment, model, tiny_feature_map):
+    raw = yaml.safe_load((ROOT / "configs" / "experiment" / f"{experiment}.yaml").read_text())
+    data = str(raw["hydra"]["sweeper"]["params"].get("data", "synthetic_criteo")).split(",")[0]  # its first column
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=[f"experiment={experiment}", f"model={model}", "scale=smoke"])
-    net = instantiate(cfg.model, _partial_=True)(feature_map=tiny_feature_map)
+        cfg = compose("train", overrides=[f"experiment={experiment}", f"model={model}", f"data={data}", "scale=smoke"])
+    net = instantiate(cfg.model, _partial_=True)(feature_map=_feature_map(cfg, tiny_feature_map))
     assert net.num_parameters() > 0
-    if experiment_spec(experiment)["kind"] != "table":  # every swept model key exists, and one names the row
-        raw = yaml.safe_load((ROOT / "configs" / "experiment" / f"{experiment}.yaml").read_text())
+    spec = experiment_spec(experiment)
+    if spec["kind"] != "table" and spec["row_configs"]:  # a sweep over model configs, each naming its row
+        assert model in spec["row_configs"].values()
+    elif spec["kind"] != "table":  # every swept model key exists, and one names the row
         swept = [k.split(".", 1)[1] for k in raw["hydra"]["sweeper"]["params"] if k.startswith("model.")]
-        assert swept and all(k in cfg.model for k in swept), swept
+        assert swept and all(OmegaConf.select(cfg.model, k, default="missing") != "missing" for k in swept), swept
         assert cfg.paper_row is not None
     if model.startswith("interaction_only/"):  # the DNN is gone: fewer parameters than the full model
         with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):

@@ -40,6 +40,7 @@ from ctrlab.report import write_table
 from ctrlab.report.collect import collect
 from ctrlab.report.figures import write_figure
 from ctrlab.report.paper import get_table
+from ctrlab.report.tables import row_id
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"
@@ -67,7 +68,8 @@ def experiment_spec(experiment: str) -> dict:
 
 def implemented_models(paper: str, table: str, row_configs: dict[str, str]) -> list[str]:
     """The model configs of the table's rows, in the paper's order, for the rows that have one."""
-    configs = dict.fromkeys(row_configs.get(row["model"], row["model"]) for row in get_table(paper, table).rows)
+    t = get_table(paper, table)
+    configs = dict.fromkeys(row_configs.get(row_id(t, row), row["model"]) for row in t.rows)
     return [c for c in configs if (CONFIGS / "model" / f"{c}.yaml").exists()]
 
 

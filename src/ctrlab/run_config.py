@@ -51,11 +51,17 @@ class RunKeys(_Keys):
     standin: Literal["interactions", "dynamic", "memorize", "functions", "context"] = "interactions"
 
 
+class RareValueGroupKeys(_Keys):
+    field: str
+    fewer_than: Positive
+
+
 class DataKeys(_Keys):
     batch_size: Positive
     eval_batch_size: Positive
     num_rows: Positive | None = None
     paper_dataset: str
+    test_group: RareValueGroupKeys | None = None  # score the test split on one group only (data/datamodule.py)
 
 
 class TrainerKeys(_Keys):

@@ -24,7 +24,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from ctrlab.console import quiet_third_party, save_config_tree
 from ctrlab.data.crosses import CrossSpec
-from ctrlab.data.datamodule import CTRDataModule
+from ctrlab.data.datamodule import CTRDataModule, RareValueGroup
 from ctrlab.launchers import share_cores_between_jobs
 from ctrlab.lit.callbacks import TrainingThroughput
 from ctrlab.lit.loggers import SafeWandbLogger, StagedCSVLogger
@@ -130,6 +130,15 @@ def _cross_spec(cfg: DictConfig) -> CrossSpec | None:
 
 def build_datamodule(cfg: DictConfig) -> CTRDataModule:
     """The run's data, prepared (cache built or checked) and set up: its feature map is ready."""
+    group = cfg.data.get("test_group")
+    if group is not None:
+        # values below the data's own count threshold share the OOV id: in the group only if that threshold is lower
+        threshold = cfg.data.source.get("min_count")
+        if isinstance(threshold, int) and threshold > group.fewer_than:
+            raise ConfigError(
+                f"data.test_group.fewer_than={group.fewer_than} is below data.source.min_count={threshold}: the "
+                f"OOV id would merge values seen {group.fewer_than}-{threshold - 1} times with rarer ones"
+            )
     datamodule = CTRDataModule(
         source=instantiate(cfg.data.source),
         cache_dir=cfg.paths.cache_dir,
@@ -138,6 +147,7 @@ def build_datamodule(cfg: DictConfig) -> CTRDataModule:
         seed=cfg.seed,
         crosses=_cross_spec(cfg),
         verify=cfg.paths.cache_verify,
+        test_group=None if group is None else RareValueGroup(group.field, group.fewer_than),
     )
     datamodule.prepare_data()
     datamodule.setup()
@@ -208,6 +218,7 @@ def _train(cfg: DictConfig, output_dir: Path, metrics: dict[str, Any], loggers: 
             "data_description": fm.description,
             "split_sizes": fm.split_sizes,
             "params": model.num_parameters(),
+            "dense_params": sum(p.numel() for p in model.parameter_groups().get("dense", [])),  # the papers' counts
             # a synthetic stand-in's truth: AUC / log loss of the true click probability, and its mechanism
             "oracle": (fm.extra.get("oracle") or {}).get("test"),
             "oracle_valid": (fm.extra.get("oracle") or {}).get("valid"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,47 @@ from ctrlab.data.schema import FeatureMap
 # bag_ids [B, F_bag, L] int64 + bag_lengths [B, F_bag] int64 (multi-valued / sequence fields, 0-padded),
 # cross_ids [B, P] int64 (cross-product features)
 Batch = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class RareValueGroup:
+    """Score the test split on one group only: the rows whose ``field`` value was seen fewer than
+    ``fewer_than`` times in the train split (``data.test_group``; DPN Table 3: users seen fewer than 20 times).
+    Training and validation see every row; only the test scores are the group's."""
+
+    field: str
+    fewer_than: int
+
+    def rows(self, train_ids: np.ndarray, ids: np.ndarray, oov_id: int) -> np.ndarray:
+        """A mask over ``ids`` [N] (the field's test ids): a count table of the field's train ids [N_train],
+        looked up per row. The OOV id stands for the values below the data's own count threshold, which are in
+        the group as long as that threshold is at most ``fewer_than`` (``build_datamodule`` checks it)."""
+        counts = np.bincount(train_ids, minlength=oov_id + 1)  # [vocab]: train occurrences of each id
+        return (counts[ids] < self.fewer_than) | (ids == oov_id)
+
+    def apply(self, fm: FeatureMap, splits: dict[str, SplitArrays]) -> None:
+        """Restrict ``splits["test"]`` to the group, and say so in ``fm`` (split size, description); the test
+        split's oracle, computed on every row, no longer applies and is dropped."""
+        names = [f.name for f in fm.scalar_fields]
+        if self.field not in names:
+            raise ValueError(f"data.test_group.field={self.field!r} is not a field of {fm.dataset}: {names}")
+        f = names.index(self.field)
+        test = splits["test"]
+        mask = self.rows(np.asarray(splits["train"].ids[:, f]), np.asarray(test.ids[:, f]), fm.fields[f].oov_id)
+        if not mask.any():
+            raise ValueError(f"data.test_group: no test row of {fm.dataset} has a {self.field} seen fewer than "
+                             f"{self.fewer_than} times in train")  # fmt: skip
+        splits["test"] = replace(
+            test, **{k: getattr(test, k)[mask] for k in ("ids", "labels", "values", "bags", "crosses")
+                     if getattr(test, k) is not None}
+        )  # fmt: skip
+        fm.description += (
+            f"; test split: the {int(mask.sum()):,} of {len(mask):,} rows whose {self.field} was seen fewer than "
+            f"{self.fewer_than} times in train"
+        )
+        fm.split_sizes = {**fm.split_sizes, "test": int(mask.sum())}
+        if "oracle" in fm.extra:
+            fm.extra = {**fm.extra, "oracle": {k: v for k, v in fm.extra["oracle"].items() if k != "test"}}
 
 
 class BatchLoader:
@@ -114,11 +156,13 @@ class CTRDataModule(pl.LightningDataModule):
         seed: int,
         crosses: CrossSpec | None = None,
         verify: str = "cheap",
+        test_group: RareValueGroup | None = None,
     ) -> None:
         super().__init__()
         cache.check_verify(verify)
         self.source = source
         self.crosses = crosses
+        self.test_group = test_group
         self.cache_dir, self.verify = cache_dir, verify  # verify: cheap | full, how the cache is checked when opened
         self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
         self.folder: Path | None = None
@@ -141,6 +185,8 @@ class CTRDataModule(pl.LightningDataModule):
         self.feature_map, self.splits = cache.load(self.folder)
         if self.cross_folder is not None:
             attach_crosses(self.cross_folder, self.feature_map, self.splits)
+        if self.test_group is not None:
+            self.test_group.apply(self.feature_map, self.splits)
 
     def _loader(self, split: str, train: bool) -> BatchLoader:
         trainer = self.trainer  # None outside a Trainer (e.g. in tests)

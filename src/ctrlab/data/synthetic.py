@@ -42,7 +42,9 @@ The planted truth is stored in ``feature_map.extra["planted"]`` (always ``mechan
 ``pairs`` for ``memorize``; ``functions`` aligned with ``pairs`` and ``field_dims`` for ``functions``), so
 a test can check that a search recovers it. ``feature_map.extra["oracle"]`` holds, per valid and test split,
 the AUC and log loss of the true click probability sigmoid(logit) against the drawn labels: what the data
-allows. Shapes mimic Criteo (39 fields), Avazu (24) and iPinYou (16) by config. Everything is a
+allows. Shapes mimic Criteo (39 fields), Avazu (24) and iPinYou (16) by config; ``field_names`` and fixed
+``vocabs`` (one raw vocabulary size per field, in place of the log-uniform draw) make a stand-in of a data set
+whose named fields matter (MovieLens-tag's users, movies and tags for DPN). Everything is a
 deterministic function of ``seed``; encoding follows the real recipes: values seen fewer than ``min_count``
 times in the train split become the field's OOV id.
 """
@@ -139,6 +141,8 @@ class SyntheticSource:
         num_context_fields: int = 2,
         context_std: float = 1.0,
         num_memorized: int = 4,
+        field_names: list[str] | None = None,
+        vocabs: list[int] | None = None,
     ) -> None:
         if mechanism not in MECHANISMS:
             raise ValueError(f"data.source.mechanism={mechanism!r} is not one of {', '.join(MECHANISMS)}")
@@ -153,6 +157,13 @@ class SyntheticSource:
             )
         if context_std < 0:
             raise ValueError(f"data.source.context_std={context_std} must be >= 0")
+        for key, given in (("field_names", field_names), ("vocabs", vocabs)):
+            if given is not None and len(given) != num_fields:
+                raise ValueError(
+                    f"data.source.{key} has {len(given)} entries; data.source.num_fields={num_fields} needs one each"
+                )
+        if vocabs is not None and min(vocabs) < 2:
+            raise ValueError(f"data.source.vocabs={list(vocabs)}: every field needs at least 2 values")
         mid = num_fields - 2 * (num_fields // 4)  # the middle half of the fields by vocabulary
         if mechanism == "memorize" and not 0 <= num_memorized <= min(num_pairs, mid * (mid - 1) // 2):
             raise ValueError(
@@ -161,7 +172,15 @@ class SyntheticSource:
             )
         self.name = name
         self.cfg = dict(locals())
-        del self.cfg["self"], self.cfg["mid"]
+        del self.cfg["self"], self.cfg["mid"], self.cfg["key"], self.cfg["given"]
+        for key in ("field_names", "vocabs"):  # unset: not in the cache key, so older caches stay valid
+            if self.cfg[key] is None:
+                del self.cfg[key]
+
+    @property
+    def field_names(self) -> list[str]:
+        """``f0, f1, ...`` unless the config names the fields (a stand-in of a named data set)."""
+        return list(self.cfg.get("field_names") or [f"f{i}" for i in range(self.cfg["num_fields"])])
 
     def cache_key(self) -> dict[str, Any]:
         return {"source": "synthetic", "recipe_version": RECIPE_VERSION, **self.cfg}
@@ -207,6 +226,8 @@ class SyntheticSource:
 
     def _vocabs(self, rng: np.random.Generator) -> np.ndarray:
         c = self.cfg
+        if "vocabs" in c:  # a stand-in of a data set whose fields' sizes matter (MovieLens' users, tags)
+            return np.array(c["vocabs"], dtype=int)
         return np.exp(rng.uniform(np.log(c["min_vocab"]), np.log(c["max_vocab"]), c["num_fields"])).astype(int)
 
     def _draw_ids(self, vocabs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -308,7 +329,7 @@ class SyntheticSource:
         }
         return FeatureMap(
             dataset=self.name,
-            fields=[Field(f"f{i}", v) for i, v in enumerate(vocab_sizes)],
+            fields=[Field(name, v) for name, v in zip(self.field_names, vocab_sizes, strict=True)],
             split_sizes={s: len(r) for s, r in splits.items()},
             description=f"synthetic {c['num_fields']}-field stand-in ({c['mechanism']}), {c['num_rows']:,} rows "
             f"(planted {c['num_pairs']} pairs, {c['num_triples']} triples) — not the paper's data",

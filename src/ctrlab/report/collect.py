@@ -26,6 +26,7 @@ SCHEMA: dict[str, type[pl.DataType]] = {
     "epochs": pl.Int64,
     "global_step": pl.Int64,
     "params": pl.Int64,
+    "dense_params": pl.Int64,  # without the embedding tables: what the papers count
     "train_time_s": pl.Float64,
     "samples_per_s": pl.Float64,
     "val/auc": pl.Float64,

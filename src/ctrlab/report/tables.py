@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -121,22 +122,39 @@ class ResultTable:
     planted: dict[str, str | None]  # dataset -> the stand-in's planted mechanism, as its runs record it
     plateaus: dict[tuple[str, str], Plateau]  # (row key, dataset) -> how its runs ended
     claims: dict[str, tuple[ClaimResult, ...]]  # dataset with an oracle -> the table's planted-truth claims there
+    costs: dict[tuple[str, str], tuple[float | None, float | None]]  # (row, dataset) -> dense params, s per epoch
+    hardware: str | None  # what the runs' costs were measured on (their environment.json)
 
 
 def _table_metrics(table: PaperTable) -> tuple[str, ...]:
     metrics = tuple(m for m in table.metrics if m in RUN_METRICS)
-    if len(table.row_key) != 1 or not metrics or not table.datasets:
+    if not metrics or not table.datasets:
         raise ValueError(
-            f"{table.paper} {table.key} ({table.kind}, rows keyed by {', '.join(table.row_key)}) cannot be "
-            f"filled from runs: only tables with one key per row (a model, or a swept value) and "
-            f"{'/'.join(RUN_METRICS)} columns can"
+            f"{table.paper} {table.key} ({table.kind}) cannot be filled from runs: only tables with "
+            f"{'/'.join(RUN_METRICS)} columns per dataset can"
         )
     return metrics
 
 
 def row_id(table: PaperTable, row: dict) -> str:
-    """What a run names to fill this row: the model key, or for a sweep table the swept value (e.g. "3")."""
-    return str(row[table.row_key[0]])
+    """What a run names to fill this row: the model key, or for a sweep table the swept value (e.g. "3"). Rows
+    keyed by more than one column (DPN Table 2b: model and context) append the others, e.g.
+    ``fc1_plus_fc2[context=(x0, x0)]``: one model key names several rows there."""
+    first, *rest = table.row_key
+    extra = ", ".join(f"{k}={row[k]}" for k in rest)
+    return f"{row[first]}[{extra}]" if rest else str(row[first])
+
+
+def row_name(table: PaperTable, row: dict) -> str:
+    """The row's printed name, with its other key columns where one name covers several rows (Table 2b's
+    five "fc1 + fc2" rows differ by context)."""
+    rest = table.row_key[1:]
+    return ", ".join([row["name"], *(f"{k} {row[k]}" for k in rest)])
+
+
+def _by_model(table: PaperTable) -> bool:
+    # rows keyed by a model (and maybe more), each filled by one model config; else a sweep's values
+    return table.row_key[0] == "model"
 
 
 def _data_per_dataset(runs: pl.DataFrame, datasets: Iterable[str]) -> dict[str, tuple[str, str] | None]:
@@ -296,7 +314,7 @@ def build_table(
     }
     failed = {(s.model, s.paper_dataset) for s in collection.skipped if s.reason == "failed"}
 
-    by_model = table.row_key == ("model",)  # else a sweep: its rows share the models named in the experiment
+    by_model = _by_model(table)  # else a sweep: its rows share the models named in the experiment
     cells = []
     for row in table.rows:
         model = row_id(table, row)
@@ -317,7 +335,7 @@ def build_table(
                 cells.append(
                     Cell(
                         model,
-                        row["name"],
+                        row_name(table, row),
                         dataset,
                         metric,
                         s.get(f"{metric}:mean"),
@@ -330,7 +348,7 @@ def build_table(
                 )
     values = {(m, d, metric): s[f"{metric}:values"] for (m, d), s in stats.items() for metric in metrics}
     cells, best = _mark_significance(table, cells, values)
-    names = {row_id(table, row): row["name"] for row in table.rows}
+    names = {row_id(table, row): row_name(table, row) for row in table.rows}
     claims = get_claims(table)
     checked = {
         d: tuple(check_claim(c, d, values, names, o, claims_alpha()) for c in claims)
@@ -366,7 +384,68 @@ def build_table(
         planted={d: _planted(ours, d) for d in table.datasets},
         plateaus=plateaus(ours),
         claims=checked,
+        costs=_costs(ours),
+        hardware=_hardware(ours),
     )
+
+
+COST_METRICS = {  # a paper's cost columns -> how our runs measure them
+    "params": "dense parameters (embedding tables excluded, as the paper counts)",
+    "cpu_seconds_per_epoch": "seconds per epoch",
+    "cpu_time_per_epoch": "seconds per epoch",
+}
+
+
+def _costs(runs: pl.DataFrame) -> dict[tuple[str, str], tuple[float | None, float | None]]:
+    """Per (row, dataset): the mean dense parameter count and the mean fit time per epoch (training and its
+    validation passes, ``train_time_s / epochs``) over the row's runs."""
+    per_epoch = pl.col("train_time_s") / pl.col("epochs").cast(pl.Float64).clip(lower_bound=1)
+    agg = runs.group_by("model", "paper_dataset").agg(
+        pl.col("dense_params").mean().alias("params"), per_epoch.mean().alias("seconds")
+    )
+    return {(m, d): (p, t) for m, d, p, t in agg.rows()}
+
+
+def _hardware(runs: pl.DataFrame) -> str | None:
+    # the machine of the first run: a reproduction's jobs run on one machine
+    for job in runs["job"].to_list():
+        try:
+            env = json.loads((Path(job) / "environment.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        return f"{env.get('processor') or env.get('machine')}, {env.get('torch_threads')} torch threads" + (
+            f", {env['cuda']}" if env.get("cuda") else ", CPU only"
+        )
+    return None
+
+
+def _cost_section(result: ResultTable, dataset: str) -> list[str]:
+    """The paper's cost columns (parameters, CPU seconds per epoch) beside ours, where the table has them."""
+    t = result.table
+    costs = [m for m in t.metrics if m in COST_METRICS]
+    if not costs:
+        return []
+    header = ["Model"]
+    for m in costs:
+        header += [f"{'params (k)' if m == 'params' else 's / epoch'} ours", "paper"]
+    rows = []
+    for row in t.rows:
+        ours = dict(zip(("params", "seconds"), result.costs.get((row_id(t, row), dataset), (None, None)), strict=True))
+        texts = [row_name(t, row)]
+        for m in costs:
+            value = ours["params"] / 1000 if m == "params" and ours["params"] is not None else ours["seconds"]
+            paper = t.value(row, dataset, m)
+            texts += ["—" if value is None else f"{value:.1f}", "—" if paper is None else f"{paper:g}"]
+        rows.append([x.replace("|", "\\|") for x in texts])
+    where = result.hardware or "no completed runs"
+    return [
+        "",
+        f"Cost: {'; '.join(dict.fromkeys(COST_METRICS[m] for m in costs))}, measured here on {where}; "
+        f"the paper's on 12 cores of an Intel Xeon E5-2683 v4 @ 2.10GHz with TensorFlow (seconds depend on "
+        f"the machine, the data's size and the batch: compare rows, not machines).",
+        "",
+        *_md_table(header, rows),
+    ]
 
 
 def _fmt(value: float, decimals: int, sign: bool = False) -> str:
@@ -473,6 +552,8 @@ def _header(result: ResultTable) -> list[str]:
             desc += "; oracle " + ", ".join(f"{metric_name(m)} {oracle.mean[m]:.6g}" for m in result.metrics)
             if not oracle.agree:
                 desc += f" — {oracle.disagreement()}"
+        elif result.planted[dataset]:  # a stand-in scored on a group of its test split (DPN Table 3)
+            desc += "; no oracle (the stand-in's is for its whole test split)"
         elif used is not None:
             desc += "; no oracle (real data: its true click probability is unknown)"
         lines.append(f"  - {dataset_name(dataset)} column: {desc}")
@@ -505,7 +586,7 @@ def _header(result: ResultTable) -> list[str]:
             f"`{SELECT_ON}` over seeds, chosen on validation, never on test:",
         ]
         lines += [f"- {k}: {v}" for k, v in result.selected.items()]
-    if t.row_key != ("model",):
+    if not _by_model(t):
         lines += [
             "",
             f"Rows are values of `{t.row_key[0]}`; each cell pools the runs of "
@@ -545,7 +626,7 @@ def render_markdown(result: ResultTable) -> str:
         oracle = result.oracles[dataset]
         rows = []
         for row in result.table.rows:
-            texts = [row["name"]]
+            texts = [row_name(result.table, row)]
             for metric in result.metrics:
                 texts += _cell_texts(result, cells[row_id(result.table, row), dataset, metric], row)
             rows.append(texts)
@@ -560,14 +641,14 @@ def render_markdown(result: ResultTable) -> str:
         best = [f"{metric_name(m)} {result.best[dataset, m]}" for m in result.metrics if (dataset, m) in result.best]
         if best:
             lines += ["", f"Best baseline (ours): {'; '.join(best)}."]
-        lines += _plateau_section(result, dataset) + _claims_section(result, dataset)
+        lines += _cost_section(result, dataset) + _plateau_section(result, dataset) + _claims_section(result, dataset)
     return "\n".join([*lines, "", *_footer(result)]) + "\n"
 
 
 def _plateau_section(result: ResultTable, dataset: str) -> list[str]:
     """One line per row with runs: did its monitor plateau before the budget ended?"""
     checks = [
-        (row["name"], result.plateaus[key])
+        (row_name(result.table, row), result.plateaus[key])
         for row in result.table.rows
         if (key := (row_id(result.table, row), dataset)) in result.plateaus
     ]
