@@ -34,6 +34,9 @@ from tests.test_synthetic_sequence import build as build_sequence
 from tests.test_synthetic_sequence import source as sequence_source
 
 SEQUENCE_MODELS = ("din", "dien", "transformer", "kfatt")
+# DPN's sequence-based DPO (Tables 4-5): every row's config
+DPO_MODELS = ("din_heter", "dien_heter", "transformer_heter", "transformer_homo", "transformer_homo_heter",
+              "transformer_dec_heter", "transformer_enc_homo", "sdpn")
 
 
 def inputs(b: int = 5, length: int = 6, dim: int = 8, seed: int = 0):
@@ -276,7 +279,7 @@ def test_dien_auxiliary_loss_reaches_the_total_loss_through_the_hook():
 
 def test_models_refuse_data_without_behaviour_histories_and_bad_settings():
     plain = FeatureMap("plain", [Field("user_id", 5), Field("item_id", 7)], {"train": 0, "valid": 0, "test": 0})
-    for name in SEQUENCE_MODELS:
+    for name in SEQUENCE_MODELS + ("sdpn",):
         with pytest.raises(ValueError, match=rf"model={name} reads behaviour histories.*'plain'"):
             build_model(name, plain)
     fm = FeatureMap("seq", din_fields(5, 9, 4, 6), {"train": 0, "valid": 0, "test": 0})
@@ -300,7 +303,7 @@ def sequence_splits(tmp_path_factory):
 
 
 @pytest.mark.parametrize("data", ["standin", "amazon"])
-@pytest.mark.parametrize("name", SEQUENCE_MODELS)
+@pytest.mark.parametrize("name", SEQUENCE_MODELS + DPO_MODELS)
 def test_every_sequence_model_trains_a_step(sequence_splits, data, name):
     fm, splits = sequence_splits[data]
     torch.manual_seed(0)
