@@ -10,14 +10,15 @@ CRITEO ?=
 AVAZU  ?=
 IPINYOU ?=
 IPINYOU_FORMAT ?= raw
+AMAZON ?=
 ARGS   ?=
-export CRITEO AVAZU IPINYOU IPINYOU_FORMAT
+export CRITEO AVAZU IPINYOU IPINYOU_FORMAT AMAZON
 
 export PYTHONUNBUFFERED := 1
 export WANDB_MODE ?= offline
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-full lint format train reproduce-table-1 reproduce-dynint-table-2 reproduce-dynint-table-3 reproduce-dynint-table-4 reproduce-dynint-all benchmark benchmark-preprocess clean
+.PHONY: help install test test-full lint format train reproduce-table-1 reproduce-dynint-table-2 reproduce-dynint-table-3 reproduce-dynint-table-4 reproduce-dynint-all reproduce-dpn-table-4 reproduce-dpn-table-5 benchmark benchmark-preprocess clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-22s %s\n", $$1, $$2}'
@@ -66,6 +67,13 @@ reproduce-dynint-figure-%: $(STAMP) ## DynInt Figure 6a|6b|7a|7b (Criteo column)
 
 DYNINT_ALL := reproduce-table-1 $(addprefix reproduce-dynint-,table-2 table-3 table-4 figure-6a figure-6b figure-7a figure-7b)
 reproduce-dynint-all: $(DYNINT_ALL) ## every DynInt table and figure, one after another
+
+# DPN Tables 4-5 (behaviour sequences): the synthetic behaviour-sequence stand-in, AMAZON=folder for the real data
+reproduce-dpn-table-4: $(STAMP) ## DPN Table 4: Transformer encoder/decoder x MSA / sDPO (AMAZON= real data)
+	$(PY) -m ctrlab.reproduce dpn/table4 --scale $(SCALE) --data $(if $(AMAZON),amazon_electronics,synthetic_sequence) $(ARGS)
+
+reproduce-dpn-table-5: $(STAMP) ## DPN Table 5: DIN/DIEN/Trans/KFAtt (+ sDPO), All/New/inFreq (AMAZON= real data)
+	$(PY) -m ctrlab.reproduce dpn/table5 --scale $(SCALE) --data $(if $(AMAZON),amazon_electronics,synthetic_sequence) $(ARGS)
 
 benchmark: $(STAMP) ## training throughput: ctrlab vs a bare PyTorch loop
 	$(PY) benchmarks/train_throughput.py

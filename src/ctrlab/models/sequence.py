@@ -25,9 +25,9 @@ from ctrlab.data.schema import FeatureMap
 from ctrlab.models.base import CTRModel, ModelOutput
 from ctrlab.nn.augru import AUGRU, BilinearTargetAttention, auxiliary_loss, sample_negatives
 from ctrlab.nn.behaviour_transformer import EncoderLayer, MultiHeadAttention, RecencyPositions, check_heads
+from ctrlab.nn.dpo import GeneratorSpec
 from ctrlab.nn.embedding import FeatureEmbedding
 from ctrlab.nn.kfatt import KalmanFilteringAttention, repeat_counts
-from ctrlab.nn.dpo import GeneratorSpec
 from ctrlab.nn.mlp import MLP, Activation, Norm
 from ctrlab.nn.sequence_dpo import HeterogeneousDPO, HomogeneousDPO
 from ctrlab.nn.target_attention import DINAttention, zero_padding
