@@ -13,14 +13,15 @@ IPINYOU ?=
 IPINYOU_FORMAT ?= raw
 MOVIELENS_TAG ?=
 MOVIELENS_1M ?=
+AMAZON ?=
 ARGS   ?=
-export CRITEO AVAZU IPINYOU IPINYOU_FORMAT MOVIELENS_TAG MOVIELENS_1M
+export CRITEO AVAZU IPINYOU IPINYOU_FORMAT MOVIELENS_TAG MOVIELENS_1M AMAZON
 
 export PYTHONUNBUFFERED := 1
 export WANDB_MODE ?= offline
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-full lint format train reproduce-table-1 reproduce-dynint-table-2 reproduce-dynint-table-3 reproduce-dynint-table-4 reproduce-dynint-all reproduce-dpn-table-1 reproduce-dpn-table-11 reproduce-dpn-all benchmark benchmark-preprocess benchmark-peers clean
+.PHONY: help install test test-full lint format train reproduce-table-1 reproduce-dynint-table-2 reproduce-dynint-table-3 reproduce-dynint-table-4 reproduce-dynint-all reproduce-dpn-table-1 reproduce-dpn-table-4 reproduce-dpn-table-5 reproduce-dpn-table-11 reproduce-dpn-all benchmark benchmark-preprocess benchmark-peers clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-22s %s\n", $$1, $$2}'
@@ -70,6 +71,13 @@ reproduce-dynint-figure-%: $(STAMP) ## DynInt Figure 6a|6b|7a|7b (Criteo column)
 DYNINT_ALL := reproduce-table-1 $(addprefix reproduce-dynint-,table-2 table-3 table-4 figure-6a figure-6b figure-7a figure-7b)
 reproduce-dynint-all: $(DYNINT_ALL) ## every DynInt table and figure, one after another
 
+# DPN Tables 4-5 (behaviour sequences): the synthetic behaviour-sequence stand-in, AMAZON=folder for the real data
+reproduce-dpn-table-4: $(STAMP) ## DPN Table 4: Transformer encoder/decoder x MSA / sDPO (AMAZON= real data)
+	$(PY) -m ctrlab.reproduce dpn/table4 --scale $(SCALE) --data $(if $(AMAZON),amazon_electronics,synthetic_sequence) $(ARGS)
+
+reproduce-dpn-table-5: $(STAMP) ## DPN Table 5: DIN/DIEN/Trans/KFAtt (+ sDPO), All/New/inFreq (AMAZON= real data)
+	$(PY) -m ctrlab.reproduce dpn/table5 --scale $(SCALE) --data $(if $(AMAZON),amazon_electronics,synthetic_sequence) $(ARGS)
+
 # DPN (issue 14): MovieLens-tag / Avazu / Criteo for Tables 1-3, 9, 10; MovieLens-1M for Tables 11-14. Each paper
 # column is the `context` stand-in unless its data variable names the real files.
 DPN_TAG  := $(if $(MOVIELENS_TAG),movielens_tag,synthetic_movielens_tag)
@@ -87,7 +95,7 @@ reproduce-dpn-table-11: ## DPN Table 11: the hyper-parameters, i.e. the configs 
 		echo "== $$f"; cat $$f; done
 	@echo "(data: configs/data/movielens_1m_dpn.yaml; make reproduce-dpn-table-12 runs both)"
 
-DPN_ALL := $(addprefix reproduce-dpn-table-,1 2a 2b 2c 3 9 10 11 12 13a 13b 13c 14a 14b)
+DPN_ALL := $(addprefix reproduce-dpn-table-,1 2a 2b 2c 3 4 5 9 10 11 12 13a 13b 13c 14a 14b)
 reproduce-dpn-all: $(DPN_ALL) ## every DPN table of public data, one after another
 
 benchmark: $(STAMP) ## training throughput: ctrlab vs a bare PyTorch loop

@@ -12,19 +12,23 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from torch import nn
 from torchmetrics.functional.classification import binary_auroc
 
 from ctrlab.data.datamodule import BatchLoader
 from ctrlab.data.schema import FeatureMap, Field
 from ctrlab.data.sequences import din_fields, user_column
+from ctrlab.lit.behaviour_groups import GROUPS, behaviour_groups, group_columns
 from ctrlab.lit.gauc import group_auc
 from ctrlab.lit.module import CTRModule, training_loss
 from ctrlab.models.dnn import DNN
 from ctrlab.models.sequence import DIN
 from ctrlab.nn.augru import AUGRU, BilinearTargetAttention, auxiliary_loss, sample_negatives
 from ctrlab.nn.behaviour_transformer import EncoderLayer, MultiHeadAttention
+from ctrlab.nn.dpo import GeneratorSpec
 from ctrlab.nn.kfatt import KalmanFilteringAttention, repeat_counts
 from ctrlab.nn.mlp import MLP, Dice
+from ctrlab.nn.sequence_dpo import HeterogeneousDPO, HomogeneousDPO
 from ctrlab.nn.target_attention import DINAttention, masked_softmax
 from tests.helpers import ROOT, fit_and_auc, train_cli
 from tests.test_amazon import build as build_amazon
@@ -34,6 +38,9 @@ from tests.test_synthetic_sequence import build as build_sequence
 from tests.test_synthetic_sequence import source as sequence_source
 
 SEQUENCE_MODELS = ("din", "dien", "transformer", "kfatt")
+# DPN's sequence-based DPO (Tables 4-5): every row's config
+DPO_MODELS = ("din_heter", "dien_heter", "transformer_heter", "transformer_homo", "transformer_homo_heter",
+              "transformer_dec_heter", "transformer_enc_homo", "sdpn")
 
 
 def inputs(b: int = 5, length: int = 6, dim: int = 8, seed: int = 0):
@@ -276,7 +283,7 @@ def test_dien_auxiliary_loss_reaches_the_total_loss_through_the_hook():
 
 def test_models_refuse_data_without_behaviour_histories_and_bad_settings():
     plain = FeatureMap("plain", [Field("user_id", 5), Field("item_id", 7)], {"train": 0, "valid": 0, "test": 0})
-    for name in SEQUENCE_MODELS:
+    for name in SEQUENCE_MODELS + ("sdpn",):
         with pytest.raises(ValueError, match=rf"model={name} reads behaviour histories.*'plain'"):
             build_model(name, plain)
     fm = FeatureMap("seq", din_fields(5, 9, 4, 6), {"train": 0, "valid": 0, "test": 0})
@@ -300,7 +307,7 @@ def sequence_splits(tmp_path_factory):
 
 
 @pytest.mark.parametrize("data", ["standin", "amazon"])
-@pytest.mark.parametrize("name", SEQUENCE_MODELS)
+@pytest.mark.parametrize("name", SEQUENCE_MODELS + DPO_MODELS)
 def test_every_sequence_model_trains_a_step(sequence_splits, data, name):
     fm, splits = sequence_splits[data]
     torch.manual_seed(0)
@@ -360,3 +367,118 @@ def test_train_entry_point_reports_gauc_for_din(tmp_path):
     )  # 100 users: each has both labels in valid and test
     assert metrics["status"] == "completed"
     assert 0.0 <= metrics["val/gauc"] <= 1.0 and 0.0 <= metrics["test/gauc"] <= 1.0
+
+
+# --- DPN's sequence-based DPO (nn/sequence_dpo.py) and KFAtt's test groups (lit/behaviour_groups.py) ---
+
+SE_SPEC = GeneratorSpec(kind="mok", kernels=3, sigma="sigmoid", heads=1, static=True)
+
+
+def test_homogeneous_dpo_is_eq_6_a_depthwise_conv_with_kernels_from_the_sequence_mean():
+    _, x, mask = inputs(dim=4)
+    torch.manual_seed(0)
+    block = HomogeneousDPO(4, 3, SE_SPEC)
+    nn.init.normal_(block.static_kernel)
+    y = block(x, mask)
+    for b in range(x.shape[0]):
+        n = int(mask[b].sum())
+        z = x[b, :n].mean(0) if n else torch.zeros(4)  # 1/C sum_j x_j over the real behaviours
+        s = torch.sigmoid(block.generator.gate(z))  # SE squeeze, eq. 7: s = σ(W_1 z + b_1)
+        kernel = torch.einsum("k,kio->oi", s, block.generator.kernel) + block.static_kernel  # [n, k]: W_2 s + b_2
+        bias = s @ block.generator.bias_kernel + block.static_bias  # g_b of eq. 10 + the static bias
+        for i in range(x.shape[1]):
+            if i >= n:
+                assert torch.equal(y[b, i], torch.zeros(4))  # padding: no output
+                continue
+            expected = bias.clone()
+            for tap, offset in enumerate((-1, 0, 1)):  # l = -⌊k/2⌋ .. ⌊k/2⌋
+                if 0 <= i + offset < n:  # beyond the history: zeros
+                    expected = expected + kernel[:, tap] * x[b, i + offset]
+            assert torch.allclose(y[b, i], expected, atol=1e-5)
+
+
+def test_heterogeneous_dpo_is_eq_8_a_linear_map_of_the_query_generated_from_the_behaviours():
+    target, x, mask = inputs(dim=4)
+    torch.manual_seed(0)
+    block = HeterogeneousDPO(4, 4, 6, GeneratorSpec(kind="hyperdense"))  # eq. 12: linear g
+    y = block(target, x, mask)
+    gen = block.dpo.generator
+    for b in range(x.shape[0]):
+        n = int(mask[b].sum())
+        z = x[b, :n].mean(0) if n else torch.zeros(4)
+        w = torch.einsum("j,jmc->cm", z, gen.kernel)  # W(z) = reshape(Ŵ^T z): [c, m]
+        assert torch.allclose(y[b], w @ target[b] + z @ gen.bias_kernel, atol=1e-5)
+
+
+def test_garbage_in_padding_changes_no_sequence_dpo():
+    target, x, mask = inputs(dim=4)
+    torch.manual_seed(0)
+    homo, heter = HomogeneousDPO(4, 5, SE_SPEC), HeterogeneousDPO(4, 4, 4, SE_SPEC)
+    dirty = with_garbage(x, mask)
+    assert torch.allclose(homo(x, mask), homo(dirty, mask)) and torch.allclose(heter(target, x, mask),
+                                                                             heter(target, dirty, mask))  # fmt: skip
+    layer = EncoderLayer(4, 2, 0.0, attention=False, homogeneous=homo).eval()
+    assert torch.allclose(layer(x, mask)[mask], layer(dirty, mask)[mask], atol=1e-5)
+    with pytest.raises(ValueError, match="kernel_size=4 must be odd"):
+        HomogeneousDPO(4, 4, SE_SPEC)
+
+
+def test_sequence_dpo_settings_are_checked_naming_the_key():
+    fm = FeatureMap("seq", din_fields(5, 9, 4, 6), {"train": 0, "valid": 0, "test": 0})
+    with pytest.raises(ValueError, match="model.decoder = null needs model.heterogeneous"):
+        build_model("transformer", fm, decoder="null")
+    with pytest.raises(ValueError, match="model.encoder_attention = false needs model.homogeneous"):
+        build_model("transformer", fm, encoder_attention="false")
+    with pytest.raises(ValueError, match="model.homogeneous.generator.kind='conv'"):
+        build_model("sdpn", fm, **{"homogeneous.generator.kind": "conv"})
+
+
+def test_behaviour_groups_match_a_direct_count():
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(0, 8, (200, 1), generator=g)
+    history = torch.randint(1, 5, (200, 7), generator=g) * (torch.arange(7) < lengths)  # 0 = padding
+    target = torch.randint(1, 5, (200,), generator=g)
+    groups = behaviour_groups(target, history)
+    for b in range(200):
+        cats = [c for c in history[b].tolist() if c > 0]
+        relevant, most = cats.count(target[b].item()), max((cats.count(c) for c in cats), default=0)
+        assert groups["new"][b].item() == (relevant == 0)
+        assert groups["infreq"][b].item() == (0 < relevant < most)
+    assert groups["new"].any() and groups["infreq"].any() and not (groups["new"] & groups["infreq"]).any()
+
+
+def test_module_reports_the_auc_of_each_test_group(sequence_splits):
+    fm, splits = sequence_splits["standin"]
+    assert group_columns(fm) == (2, 1)  # cat_id, hist_cat_id
+    torch.manual_seed(0)
+    model = build_model("sdpn", fm, embedding_init_std=0.1)  # distinct scores: no float32 ties in the sigmoid
+    module = CTRModule(model, {"families": {"default": {}}}, feature_map=fm).eval()
+    scores, labels, masks = [], [], {name: [] for name in GROUPS}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # self.log outside a Trainer
+        for batch in BatchLoader(splits["test"], 128, shuffle=False):
+            module._eval_step(batch, "test")
+            scores.append(module.model(batch))
+            labels.append(batch["label"])
+            for name, rows in behaviour_groups(batch["ids"][:, 2], batch["bag_ids"][:, 1]).items():
+                masks[name].append(rows)
+        values = module._eval_epoch_end("test")
+    scores, labels = torch.cat(scores), torch.cat(labels).long()
+    for name in GROUPS:
+        rows = torch.cat(masks[name])
+        assert 0 < rows.sum() < len(rows)
+        expected = binary_auroc(torch.sigmoid(scores[rows]), labels[rows]).item()
+        assert values[f"test/auc_{name}"].item() == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("table", ["table4", "table5"])
+def test_dpn_sequence_experiments_compose_for_every_row(table):
+    from ctrlab.reproduce import experiment_spec, implemented_models
+    from ctrlab.run_config import validate_run_config
+    from tests.test_config_groups import compose_cfg
+
+    spec = experiment_spec(f"dpn/{table}")
+    models = implemented_models("dpn", table, spec["row_configs"])
+    assert len(models) == {"table4": 7, "table5": 9}[table]  # every printed row has its config
+    for model in models:
+        validate_run_config(compose_cfg([f"experiment=dpn/{table}", f"model={model}", "data=synthetic_sequence"]))

@@ -14,11 +14,14 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAUROC
+from torchmetrics.utilities import dim_zero_cat
 
 from ctrlab.data.schema import FeatureMap
 from ctrlab.data.sequences import user_column
+from ctrlab.lit.behaviour_groups import GROUPS, behaviour_groups, group_columns
 from ctrlab.lit.gauc import GroupAUC
 from ctrlab.models.base import CTRModel
 from ctrlab.optim.sparse import check_sparse_embedding
@@ -43,7 +46,9 @@ def _plain(cfg: DictConfig | dict | None) -> dict | None:
 
 class CTRModule(pl.LightningModule):
     """BCE-with-logits + ``model.regularization(batch, output)``; AUC and log loss on valid and test, and GAUC
-    (``lit/gauc.py``) where the data identifies the user (behaviour-sequence data, ``user_column``).
+    (``lit/gauc.py``) where the data identifies the user (behaviour-sequence data, ``user_column``), and there
+    also the AUC of each of KFAtt's test groups (``<stage>/auc_new``, ``<stage>/auc_infreq``;
+    ``lit/behaviour_groups.py``): DPN Table 5's columns from one run. A group without both labels scores NaN.
 
     Optimisation is manual so that one code path serves one optimizer or several: each parameter family
     named in ``optimizer.families`` (``embedding``, ``dense``, ``arch``) gets its own optimizer, and every
@@ -83,6 +88,11 @@ class CTRModule(pl.LightningModule):
             self.user_oov = feature_map.scalar_fields[self.user_column].oov_id
             for stage in ("val", "test"):
                 setattr(self, f"{stage}_gauc", GroupAUC(sync_on_compute=False))
+        self.group_columns = group_columns(feature_map) if feature_map is not None else None
+        if self.group_columns is not None:
+            self.group_auc = nn.ModuleDict(
+                {f"{stage}_{name}": BinaryAUROC(sync_on_compute=False) for stage in ("val", "test") for name in GROUPS}
+            )
         self.samples_seen = 0
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -156,6 +166,10 @@ class CTRModule(pl.LightningModule):
             user = batch["ids"][:, self.user_column]
             known = (user > 0) & (user != self.user_oov)
             getattr(self, f"{stage}_gauc").update(user[known], logits[known], label[known])
+        if self.group_columns is not None:
+            column, bag = self.group_columns
+            for name, rows in behaviour_groups(batch["ids"][:, column], batch["bag_ids"][:, bag]).items():
+                self.group_auc[f"{stage}_{name}"].update(torch.sigmoid(logits[rows]), label[rows].long())
         bce = F.binary_cross_entropy_with_logits(logits, label, reduction="none")
         getattr(self, f"{stage}_logloss").update(bce)
 
@@ -176,6 +190,14 @@ class CTRModule(pl.LightningModule):
             values[f"{stage}/gauc"] = gauc.compute()
             self.log(f"{stage}/gauc", values[f"{stage}/gauc"], prog_bar=True)
             gauc.reset()
+        if self.group_columns is not None:
+            for name in GROUPS:
+                metric = self.group_auc[f"{stage}_{name}"]
+                labels = dim_zero_cat(metric.target) if metric.target else torch.zeros(0)
+                both = 0 < labels.sum() < labels.numel()  # an AUC needs a click and a non-click
+                values[f"{stage}/auc_{name}"] = metric.compute() if both else torch.tensor(float("nan"))
+                self.log(f"{stage}/auc_{name}", values[f"{stage}/auc_{name}"])
+                metric.reset()
         return values
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:

@@ -1,4 +1,8 @@
-"""Behaviour-sequence models: DIN, DIEN, and the Transformer encoder-decoder with a multi-head or KFAtt decoder.
+"""Behaviour-sequence models: DIN, DIEN, and the Transformer encoder-decoder with a multi-head or KFAtt decoder,
+each optionally with DPN's sequence-based DPO (§2.5, App. B.4; ``nn/sequence_dpo.py``): DIN / DIEN + the
+heterogeneous DPO summed with their attention's interest, the Transformer + the homogeneous DPO summed with the
+self-attention in the encoder and + the heterogeneous DPO summed with the decoder, and sDPN (DPO layers in place
+of the attention: ``encoder_attention: false``, ``decoder: null``).
 
 They read a user's history as a sequence. A *behaviour field* is a ``sequence`` field that shares a scalar field's
 vocabulary, its *target* (Amazon / the stand-in: ``hist_item_id`` -> ``item_id``, ``hist_cat_id`` -> ``cat_id``).
@@ -11,7 +15,8 @@ goes to the MLP as in DNN, beside the user's interest vector of size D_b:
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -20,13 +25,43 @@ from ctrlab.data.schema import FeatureMap
 from ctrlab.models.base import CTRModel, ModelOutput
 from ctrlab.nn.augru import AUGRU, BilinearTargetAttention, auxiliary_loss, sample_negatives
 from ctrlab.nn.behaviour_transformer import EncoderLayer, MultiHeadAttention, RecencyPositions, check_heads
+from ctrlab.nn.dpo import GeneratorSpec
 from ctrlab.nn.embedding import FeatureEmbedding
 from ctrlab.nn.kfatt import KalmanFilteringAttention, repeat_counts
 from ctrlab.nn.mlp import MLP, Activation, Norm
+from ctrlab.nn.sequence_dpo import HeterogeneousDPO, HomogeneousDPO
 from ctrlab.nn.target_attention import DINAttention, zero_padding
 
 Decoder = Literal["attention", "kfatt_base", "kfatt_freq"]
 DECODERS = ("attention", "kfatt_base", "kfatt_freq")
+
+
+def _block_keys(cfg: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> None:
+    unknown = set(cfg) - set(allowed)
+    missing = set(allowed) - set(cfg)
+    if unknown or missing:
+        raise ValueError(
+            f"{key} takes exactly the keys {', '.join(allowed)}; unknown {sorted(unknown)}, missing {sorted(missing)}"
+        )
+
+
+def heterogeneous_dpo(cfg: Mapping[str, Any] | None, dim: int) -> HeterogeneousDPO | None:
+    """``model.heterogeneous`` ({generator: ...}) -> the query-behaviour DPO from the target (D_b) to an interest
+    of D_b with the behaviours (D_b) as context; null -> None."""
+    if cfg is None:
+        return None
+    _block_keys(cfg, "model.heterogeneous", ("generator",))
+    spec = GeneratorSpec.from_config(cfg["generator"], "model.heterogeneous.generator")
+    return HeterogeneousDPO(dim, dim, dim, spec)
+
+
+def homogeneous_dpo(cfg: Mapping[str, Any] | None, dim: int) -> HomogeneousDPO | None:
+    """``model.homogeneous`` ({kernel_size, generator}) -> the behaviour-behaviour DPO over D_b channels."""
+    if cfg is None:
+        return None
+    _block_keys(cfg, "model.homogeneous", ("kernel_size", "generator"))
+    spec = GeneratorSpec.from_config(cfg["generator"], "model.homogeneous.generator")
+    return HomogeneousDPO(dim, cfg["kernel_size"], spec)
 
 
 class BehaviourInputs(nn.Module):
@@ -93,7 +128,8 @@ class SequenceModel(CTRModel):
 
 class DIN(SequenceModel):
     """Deep Interest Network (Zhou et al. 2018): the interest is DIN's attention pooling of the behaviours with the
-    target as query (``DINAttention``); Dice or PReLU in the activation unit and the MLP (``activation``)."""
+    target as query (``DINAttention``); Dice or PReLU in the activation unit and the MLP (``activation``).
+    ``heterogeneous`` (DPN App. B.4, "DIN + Heter"): + the query-behaviour DPO of the target over the behaviours."""
 
     def __init__(
         self,
@@ -105,15 +141,20 @@ class DIN(SequenceModel):
         mlp_hidden: list[int],
         mlp_dropout: float,
         mlp_norm: Norm,
+        heterogeneous: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(
             feature_map, embedding_dim, embedding_init_std, mlp_hidden, mlp_dropout, mlp_norm, activation, "din"
         )
         self.attention = DINAttention(self.inputs.behaviour_dim, attention_hidden, activation)
+        self.heterogeneous = heterogeneous_dpo(heterogeneous, self.inputs.behaviour_dim)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         others, target, behaviours, mask = self.inputs(batch)
-        return self.readout(others, self.attention(target, behaviours, mask))
+        interest = self.attention(target, behaviours, mask)  # [B, D_b]
+        if self.heterogeneous is not None:
+            interest = interest + self.heterogeneous(target, behaviours, mask)
+        return self.readout(others, interest)
 
 
 class DIEN(SequenceModel):
@@ -124,6 +165,8 @@ class DIEN(SequenceModel):
 
     The GRU runs over the padded batch: it is causal and padding sits at the end, so the states at real steps are
     those of the unpadded history; the states after them are masked out of the loss and the attention.
+    ``heterogeneous`` (DPN App. B.4, "DIEN + Heter"): + the query-behaviour DPO of the target over the extracted
+    interest states h_t (what DIEN's attention reads).
     """
 
     def __init__(
@@ -136,6 +179,7 @@ class DIEN(SequenceModel):
         mlp_dropout: float,
         mlp_norm: Norm,
         mlp_activation: Activation,
+        heterogeneous: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(
             feature_map, embedding_dim, embedding_init_std, mlp_hidden, mlp_dropout, mlp_norm, mlp_activation, "dien"
@@ -147,12 +191,15 @@ class DIEN(SequenceModel):
         self.extractor = nn.GRU(dim, dim, batch_first=True)
         self.attention = BilinearTargetAttention(dim, dim)
         self.evolution = AUGRU(dim, dim)
+        self.heterogeneous = heterogeneous_dpo(heterogeneous, dim)
 
     def forward_train(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
         others, target, behaviours, mask = self.inputs(batch)
         states, _ = self.extractor(behaviours)  # h_t [B, L, D_b]
         attention = self.attention(states, target, mask)  # a_t [B, L], 0 at padding
         interest = self.evolution(zero_padding(states, mask), attention)  # h'_T [B, D_b]
+        if self.heterogeneous is not None:
+            interest = interest + self.heterogeneous(target, states, mask)
         aux = {"states": states, "behaviours": behaviours, "mask": mask}
         return ModelOutput(self.readout(others, interest), aux)
 
@@ -169,9 +216,14 @@ class DIEN(SequenceModel):
 
 class BehaviourTransformer(SequenceModel):
     """The encoder-decoder over behaviours of KFAtt and DPN (DPN App. G.2, eqs. 13-16): recency position encodings,
-    ``encoder_layers`` self-attention layers (``EncoderLayer``; 0 = none), then a decoder from the target to the
+    ``encoder_layers`` encoder layers (``EncoderLayer``; 0 = none), then a decoder from the target to the
     encoded behaviours: ``attention`` (multi-head, Table 5's "Trans"), ``kfatt_base`` or ``kfatt_freq`` (KFAtt).
-    KFAtt-freq counts repeats on the behaviours' ids, so the copies of one item are one sensor."""
+    KFAtt-freq counts repeats on the behaviours' ids, so the copies of one item are one sensor.
+
+    DPN's sequence-based DPO (App. B.4, Table 4): ``homogeneous`` adds the behaviour-behaviour DPO to each encoder
+    layer's self-attention (eq. 15; ``encoder_attention: false`` leaves the DPO alone), ``heterogeneous`` adds
+    the query-behaviour DPO of the target over the encoded behaviours to the decoder's output (eq. 16;
+    ``decoder: null`` leaves the DPO alone). sDPN is both DPOs without attention."""
 
     def __init__(
         self,
@@ -181,30 +233,46 @@ class BehaviourTransformer(SequenceModel):
         encoder_layers: int,
         attention_heads: int,
         dropout: float,
-        decoder: Decoder,
+        decoder: Decoder | None,
         mlp_hidden: list[int],
         mlp_dropout: float,
         mlp_norm: Norm,
         mlp_activation: Activation,
+        encoder_attention: bool = True,
+        homogeneous: Mapping[str, Any] | None = None,
+        heterogeneous: Mapping[str, Any] | None = None,
     ) -> None:
-        if decoder not in DECODERS:
-            raise ValueError(f"model.decoder = {decoder!r} is not one of {list(DECODERS)}")
+        if decoder is not None and decoder not in DECODERS:
+            raise ValueError(f"model.decoder = {decoder!r} is not one of {list(DECODERS)} or null")
+        if decoder is None and heterogeneous is None:
+            raise ValueError("model.decoder = null needs model.heterogeneous: the decoder would be empty")
         if encoder_layers < 0:
             raise ValueError(f"model.encoder_layers = {encoder_layers} must be >= 0")
-        name = "transformer" if decoder == "attention" else "kfatt"
+        if encoder_layers and not encoder_attention and homogeneous is None:
+            raise ValueError(
+                "model.encoder_attention = false needs model.homogeneous (or model.encoder_layers = 0): "
+                "the encoder layers would have no token mixer"
+            )
+        name = "kfatt" if decoder in ("kfatt_base", "kfatt_freq") else "transformer"
+        name = "sdpn" if decoder is None and not encoder_attention else name
         super().__init__(
             feature_map, embedding_dim, embedding_init_std, mlp_hidden, mlp_dropout, mlp_norm, mlp_activation, name
         )
         dim = self.inputs.behaviour_dim
         check_heads(dim, attention_heads)
         self.positions = RecencyPositions(feature_map.bag_len, dim) if encoder_layers else None
-        self.encoder = nn.ModuleList(EncoderLayer(dim, attention_heads, dropout) for _ in range(encoder_layers))
-        self.decoder_kind = decoder
-        self.decoder = (
-            MultiHeadAttention(dim, attention_heads)
-            if decoder == "attention"
-            else KalmanFilteringAttention(dim, attention_heads, frequency=decoder == "kfatt_freq")
+        self.encoder = nn.ModuleList(
+            EncoderLayer(dim, attention_heads, dropout, encoder_attention, homogeneous_dpo(homogeneous, dim))
+            for _ in range(encoder_layers)
         )
+        self.decoder_kind = decoder
+        if decoder is None:
+            self.decoder = None
+        elif decoder == "attention":
+            self.decoder = MultiHeadAttention(dim, attention_heads)
+        else:
+            self.decoder = KalmanFilteringAttention(dim, attention_heads, frequency=decoder == "kfatt_freq")
+        self.heterogeneous = heterogeneous_dpo(heterogeneous, dim)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         others, target, x, mask = self.inputs(batch)
@@ -212,10 +280,13 @@ class BehaviourTransformer(SequenceModel):
             x = self.positions(x, mask)
         for layer in self.encoder:
             x = layer(x, mask)
+        interest = 0.0
         if self.decoder_kind == "attention":
             interest = self.decoder(target.unsqueeze(1), x, mask).squeeze(1)
-        else:
+        elif self.decoder_kind is not None:
             freq = self.decoder_kind == "kfatt_freq"
             counts = repeat_counts(self.inputs.behaviour_ids(batch), mask) if freq else None
             interest = self.decoder(target, x, mask, counts)
+        if self.heterogeneous is not None:
+            interest = interest + self.heterogeneous(target, x, mask)  # [B, D_b]
         return self.readout(others, interest)

@@ -48,18 +48,27 @@ class MultiHeadAttention(nn.Module):
 
 class EncoderLayer(nn.Module):
     """One post-norm Transformer encoder layer over the behaviours [B, L, D]:
-    x = LN(x + Dropout(MHA(x, x))), x = LN(x + Dropout(FFN(x))), FFN = Linear(D, 4D) -> ReLU -> Linear(4D, D).
-    Padded positions are keys of no one; their own outputs are left to the caller's mask."""
+    x = LN(x + Dropout(mix(x))), x = LN(x + Dropout(FFN(x))), FFN = Linear(D, 4D) -> ReLU -> Linear(4D, D),
+    where the token mixer ``mix`` is the multi-head self-attention MHA(x, x) (``attention``), DPN's homogeneous DPO
+    (``homogeneous``, ``nn/sequence_dpo.py``), or their sum (DPN eq. 15). Padded positions are keys of no one;
+    their own outputs are left to the caller's mask."""
 
-    def __init__(self, dim: int, num_heads: int, dropout: float) -> None:
+    def __init__(self, dim: int, num_heads: int, dropout: float, attention: bool = True,
+                 homogeneous: nn.Module | None = None) -> None:  # fmt: skip
         super().__init__()
-        self.attention = MultiHeadAttention(dim, num_heads)
+        if not attention and homogeneous is None:
+            raise ValueError("an encoder layer needs self-attention, the homogeneous DPO or both")
+        self.attention = MultiHeadAttention(dim, num_heads) if attention else None
+        self.homogeneous = homogeneous
         self.ffn = nn.Sequential(nn.Linear(dim, 4 * dim), nn.ReLU(), nn.Linear(4 * dim, dim))
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = self.norm1(x + self.dropout(self.attention(x, x, mask)))
+        mixed = self.attention(x, x, mask) if self.attention is not None else 0.0
+        if self.homogeneous is not None:
+            mixed = mixed + self.homogeneous(x, mask)
+        x = self.norm1(x + self.dropout(mixed))
         return self.norm2(x + self.dropout(self.ffn(x)))
 
 

@@ -33,11 +33,15 @@ SCHEMA: dict[str, type[pl.DataType]] = {
     "val/logloss": pl.Float64,
     "test/auc": pl.Float64,
     "test/logloss": pl.Float64,
+    "test/auc_new": pl.Float64,  # KFAtt's test groups of behaviour data (lit/behaviour_groups.py); null elsewhere
+    "test/auc_infreq": pl.Float64,
     # the true click probability's metrics on a synthetic stand-in's test / valid split; null on real data
     "oracle/auc": pl.Float64,
     "oracle/logloss": pl.Float64,
     "oracle_valid/auc": pl.Float64,
     "oracle_valid/logloss": pl.Float64,
+    "oracle/auc_new": pl.Float64,  # no stand-in records these yet: null, so a table with them shows no oracle row
+    "oracle/auc_infreq": pl.Float64,
     "planted_mechanism": pl.String,  # the stand-in's planted mechanism (e.g. "interactions"); null on real data
     "monitor": pl.String,  # what early stopping and the best checkpoint watched, e.g. "val/auc"
     "best_epoch": pl.Int64,  # the epoch of the selected (best) checkpoint
