@@ -12,6 +12,7 @@ from ctrlab.data.schema import FeatureMap, Field
 from ctrlab.report.paper import get_table
 from ctrlab.reproduce import EXPERIMENTS, experiment_spec, implemented_models
 from tests.helpers import ROOT
+from tests.test_models_any_data import rich_feature_map
 
 
 def _models(experiment: str) -> list[str]:
@@ -27,6 +28,8 @@ CASES = [(exp, model) for exp in EXPERIMENTS for model in _models(exp)]
 
 
 def _feature_map(cfg, tiny: FeatureMap) -> FeatureMap:
+    if cfg.data.source._target_.endswith("SyntheticSequenceSource"):
+        return rich_feature_map()  # behaviour-sequence models need a history that shares a target's vocabulary
     # a stand-in with named fields (DPN's MovieLens shapes): models may pick fields by name (model.context_fields)
     names = cfg.data.source.get("field_names")
     return tiny if names is None else FeatureMap("named", [Field(n, 5) for n in names], tiny.split_sizes)

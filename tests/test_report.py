@@ -238,8 +238,8 @@ def test_refuses_mixed_data_and_unsupported_tables(setup, tmp_path):
     path.write_text(json.dumps(json.loads(path.read_text()) | {"data_description": "Criteo train.txt"}))
     with pytest.raises(ValueError, match="mixes runs on different data"):
         write_table("dynint", "table1", [*runs, other], tmp_path / "out", configs, "smoke")
-    with pytest.raises(ValueError, match="table5 .* cannot be filled from runs"):  # AUC of sub-populations only
-        write_table("dpn", "table5", runs, tmp_path / "out", configs, "smoke")
+    with pytest.raises(ValueError, match="table7 .* cannot be filled from runs"):  # an online A/B test, no runs
+        write_table("dpn", "table7", runs, tmp_path / "out", configs, "smoke")
 
 
 def test_experiment_row_mapping_fills_the_paper_row(tmp_path: Path, setup):
