@@ -38,7 +38,7 @@ from omegaconf import OmegaConf
 
 from ctrlab.report import write_table
 from ctrlab.report.collect import collect
-from ctrlab.report.figures import write_figure
+from ctrlab.report.figures import write_architecture_figure, write_figure, write_tradeoff
 from ctrlab.report.paper import get_table
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,6 +64,8 @@ def experiment_spec(experiment: str) -> dict:
         "scale_overrides": spec.get("scale_overrides") or {},
         "model_overrides": spec.get("model_overrides") or {},
         "stage_rows": spec.get("stage_rows") or {},
+        "derived_rows": spec.get("derived_rows") or {},
+        "models": spec.get("models"),  # a figure's models, where its sweeper params do not name them
     }
 
 
@@ -81,14 +83,30 @@ def implemented_models(
 
 def write_report(spec: dict, run_dirs: list[Path], scale: str, out_dir: Path, expected: int | None = None) -> Path:
     """Write the experiment's report into ``out_dir``: a table with rows keyed by model (``kind: table``) or by a
-    swept value (``sweep``), or a figure of a metric against a swept value (``figure``) or against steps
-    (``curve``). ``expected``: how many jobs the reproduction has, for the table to count the missing ones."""
+    swept value (``sweep``), or a figure of a metric against a swept value (``figure``), against steps
+    (``curve``), of AUC against parameters (``tradeoff``) or of the jobs' searched architectures
+    (``architecture_figure``). ``expected``: how many jobs the reproduction has, for the table to count the
+    missing ones."""
     if spec["kind"] in ("figure", "curve"):
         return write_figure(spec, run_dirs, out_dir, scale)
+    if spec["kind"] == "tradeoff":
+        return write_tradeoff(spec, run_dirs, out_dir, scale)
+    if spec["kind"] == "architecture_figure":
+        return write_architecture_figure(spec, run_dirs, out_dir, scale)
     if spec["kind"] not in ("table", "sweep"):
-        raise SystemExit(f"unknown report kind {spec['kind']!r}; allowed: table, sweep, figure, curve")
+        raise SystemExit(
+            f"unknown report kind {spec['kind']!r}; allowed: table, sweep, figure, curve, tradeoff, architecture_figure"
+        )
     return write_table(
-        spec["paper"], spec["key"], run_dirs, out_dir, CONFIGS, scale, spec["row_configs"], expected=expected
+        spec["paper"],
+        spec["key"],
+        run_dirs,
+        out_dir,
+        CONFIGS,
+        scale,
+        spec["row_configs"],
+        expected=expected,
+        derived_rows=spec["derived_rows"],
     )
 
 
@@ -231,8 +249,11 @@ def main(argv: list[str] | None = None) -> int:
 
     spec = experiment_spec(args.experiment)
     models = args.models
-    if models is None and spec["kind"] == "table":  # a sweep names its models in the experiment file
-        models = ",".join(implemented_models(spec["paper"], spec["key"], spec["row_configs"], spec["stage_rows"]))
+    if models is None and spec["models"]:  # a figure of several models, some of them chains of stages
+        models = ",".join(spec["models"])
+    elif models is None and spec["kind"] == "table":  # a sweep names its models in the experiment file
+        found = implemented_models(spec["paper"], spec["key"], spec["row_configs"], spec["stage_rows"])
+        models = ",".join(m for m in found if m not in spec["derived_rows"])  # filled from other rows' runs
     root = reproduction_dir(args.experiment, args.scale, args.data, args.models, overrides)
     if args.fresh and root.exists():
         print(f"--fresh: deleting {root}", flush=True)
@@ -278,7 +299,8 @@ def _report(spec: dict, scale: str, root: Path, job_dirs: list[Path], code: int)
     partial = failed or incomplete
     out_dir = root if partial else _output_root() / "results" / spec["paper"]
     md = write_report(spec, existing, scale, out_dir, expected=len(job_dirs))
-    print(md.read_text())
+    if md.suffix == ".md":
+        print(md.read_text())
     print(f"written: {md} and {md.with_suffix('.csv')}")
     if partial:
         print(
