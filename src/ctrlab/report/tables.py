@@ -331,7 +331,7 @@ def build_table(
     _check_duplicates(ours)
     ours, selected = select_grid_points(ours)
     data = _data_per_dataset(ours, table.datasets)
-    oracle = oracles(ours, table.datasets, [m for m in metrics if m in ORACLE_METRICS])
+    oracle = oracles(ours, table.datasets, ORACLE_METRICS)  # also for a table of other metrics: named in its header
 
     stats = {
         (r["model"], r["paper_dataset"]): r
@@ -619,13 +619,13 @@ def render_markdown(result: ResultTable) -> str:
             for metric in result.metrics:
                 texts += _cell_texts(result, cells[row_id(result.table, row), dataset, metric], row)
             rows.append(texts)
-        if oracle is not None:
+        if oracle is not None and set(result.metrics) & set(ORACLE_METRICS):
             rows.append(_oracle_row(result, dataset, oracle))
         header = ["Model"]
         for metric in result.metrics:
             name = metric_name(metric)
             header += [f"{name} ours", f"{name} paper", f"Δ {name}"]
-            header += [f"{name} − oracle"] if oracle and metric in ORACLE_METRICS else []
+            header += [f"{name} − oracle"] if oracle is not None and metric in ORACLE_METRICS else []
         rows = [[t.replace("|", "\\|") for t in texts] for texts in rows]
         lines += ["", f"## {dataset_name(dataset)}", "", *_md_table(header, rows)]
         best = [f"{metric_name(m)} {result.best[dataset, m]}" for m in result.metrics if (dataset, m) in result.best]
