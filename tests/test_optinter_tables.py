@@ -149,8 +149,8 @@ def test_mutual_information_figures_get_the_searched_artifacts_of_the_jobs(tmp_p
             for n, s in (("a", 1), ("b", 2))]  # fmt: skip
     artifacts = [j / "architecture.json" for j in jobs]
     assert write_report(experiment_spec("optinter/figure5"), jobs, "smoke", tmp_path) == tmp_path / "figure5.png"
-    assert write_report(experiment_spec("optinter/figure6"), jobs, "smoke", tmp_path) == tmp_path / "figure6.png"
-    assert calls == [("by_method", artifacts, "smoke"), ("heatmap", artifacts[0], "figure6")]
+    assert write_report(experiment_spec("optinter/figure6"), jobs, "smoke", tmp_path) == tmp_path / "figure6.smoke.png"
+    assert calls == [("by_method", artifacts, "smoke"), ("heatmap", artifacts[0], "figure6.smoke")]
 
 
 # --- experiments and make targets -------------------------------------------------------------------------------

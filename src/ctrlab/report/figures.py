@@ -261,7 +261,8 @@ def searched_artifacts(run_dirs: list[Path]) -> list[Path]:
 def write_architecture_figure(spec: dict[str, Any], run_dirs: list[Path], out_dir: Path, scale: str) -> Path:
     """OptInter Figures 5 and 6 from the searched artifacts of the jobs (``ctrlab.report.architecture_figures``):
     ``figure: mi_by_method`` (Figure 5: every artifact, one per data column and seed) or ``figure: mi_heatmap``
-    (Figure 6: the first job's artifact). Returns the path the figure function returns."""
+    (Figure 6: the first job's artifact, written as ``<key>.<scale>``, as Figure 5's own ``figure5.<scale>``).
+    Returns the path the figure function returns (its .png; the .csv beside it)."""
     artifacts = searched_artifacts(run_dirs)
     if not artifacts:
         raise ValueError(f"{spec['key']}: no job wrote an architecture artifact; nothing to plot")
@@ -269,5 +270,5 @@ def write_architecture_figure(spec: dict[str, Any], run_dirs: list[Path], out_di
     if spec["figure"] == "mi_by_method":
         return figures.write_mi_by_method(artifacts, Path(out_dir), scale)
     if spec["figure"] == "mi_heatmap":
-        return figures.write_mi_heatmap(artifacts[0], Path(out_dir), scale, stem=spec["key"])
+        return figures.write_mi_heatmap(artifacts[0], Path(out_dir), scale, stem=f"{spec['key']}.{scale}")
     raise ValueError(f"{spec['key']}: report.figure = {spec['figure']!r}; allowed: mi_by_method, mi_heatmap")
