@@ -416,7 +416,7 @@ def build_table(
         best=best,
         oracles=oracle,
         planted={d: _planted(ours, d) for d in table.datasets},
-        plateaus=plateaus(ours),
+        plateaus=plateaus(ours.filter(~pl.col("model").is_in(list(derived_rows or {})))),  # no runs of their own
         claims=checked,
         recovery=_recovery(ours, names),
     )
