@@ -104,7 +104,7 @@ def write_report(spec: dict, run_dirs: list[Path], scale: str, out_dir: Path, ex
         out_dir,
         CONFIGS,
         scale,
-        spec["row_configs"],
+        {**spec["row_configs"], **{row: r["model"] for row, r in spec["stage_rows"].items()}},  # a row's model
         expected=expected,
         derived_rows=spec["derived_rows"],
     )
