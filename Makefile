@@ -21,7 +21,7 @@ export PYTHONUNBUFFERED := 1
 export WANDB_MODE ?= offline
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-full lint format train reproduce-table-1 reproduce-dynint-table-2 reproduce-dynint-table-3 reproduce-dynint-table-4 reproduce-dynint-all reproduce-dpn-table-1 reproduce-dpn-table-4 reproduce-dpn-table-5 reproduce-dpn-table-11 reproduce-dpn-all benchmark benchmark-preprocess benchmark-peers clean
+.PHONY: help install test test-full lint format train reproduce-table-1 reproduce-dynint-table-2 reproduce-dynint-table-3 reproduce-dynint-table-4 reproduce-dynint-all reproduce-dpn-table-1 reproduce-dpn-table-4 reproduce-dpn-table-5 reproduce-dpn-table-11 reproduce-dpn-all reproduce-optinter-all benchmark benchmark-preprocess benchmark-peers clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-22s %s\n", $$1, $$2}'
@@ -97,6 +97,42 @@ reproduce-dpn-table-11: ## DPN Table 11: the hyper-parameters, i.e. the configs 
 
 DPN_ALL := $(addprefix reproduce-dpn-table-,1 2a 2b 2c 3 4 5 9 10 11 12 13a 13b 13c 14a 14b)
 reproduce-dpn-all: $(DPN_ALL) ## every DPN table of public data, one after another
+
+# OptInter (Tables V-IX, Figures 4-6) on the `memorize` stand-ins, or real data with OptInter's recipes
+# (CRITEO= -> data=criteo_optinter, AVAZU= -> avazu_optinter, IPINYOU= -> ipinyou_optinter)
+OI_CRITEO := $(if $(CRITEO),criteo_optinter,synthetic_criteo)
+OI_AVAZU  := $(if $(AVAZU),avazu_optinter,synthetic_avazu)
+OI_IPINYOU := $(if $(IPINYOU),ipinyou_optinter,synthetic_ipinyou)
+OI_ALL := $(OI_CRITEO),$(OI_AVAZU),$(OI_IPINYOU)
+reproduce-optinter-table-5: $(STAMP) ## OptInter Table V: every row incl. Params (OptInter, AutoFIS: search -> re-train)
+	$(PY) -m ctrlab.reproduce optinter/table5 --scale $(SCALE) --data $(OI_ALL) $(ARGS)
+
+reproduce-optinter-table-6: $(STAMP) ## OptInter Table VI: method counts per dataset of each searched architecture
+	$(PY) -m ctrlab.reproduce optinter/table6 --scale $(SCALE) --data $(OI_ALL) $(ARGS)
+
+reproduce-optinter-table-7: $(STAMP) ## OptInter Table VII: enlarged-embedding baselines vs OptInter (Criteo, Avazu)
+	$(PY) -m ctrlab.reproduce optinter/table7 --scale $(SCALE) --data $(OI_CRITEO),$(OI_AVAZU) $(ARGS)
+
+reproduce-optinter-table-8: $(STAMP) ## OptInter Table VIII: random x10 / bi-level / joint search, each re-trained
+	$(PY) -m ctrlab.reproduce optinter/table8 --scale $(SCALE) --data $(OI_ALL) $(ARGS)
+
+reproduce-optinter-table-9: $(STAMP) ## OptInter Table IX: with / without the re-train stage (Criteo, Avazu)
+	$(PY) -m ctrlab.reproduce optinter/table9 --scale $(SCALE) --data $(OI_CRITEO),$(OI_AVAZU) $(ARGS)
+
+reproduce-optinter-figure-4a: $(STAMP) ## OptInter Figure 4a: AUC vs parameters, OptInter-M(s2) and OptInter(s2), Criteo
+	$(PY) -m ctrlab.reproduce optinter/figure4a --scale $(SCALE) --data $(OI_CRITEO) $(ARGS)
+
+reproduce-optinter-figure-4b: $(STAMP) ## OptInter Figure 4b: the same on Avazu
+	$(PY) -m ctrlab.reproduce optinter/figure4b --scale $(SCALE) --data $(OI_AVAZU) $(ARGS)
+
+reproduce-optinter-figure-5: $(STAMP) ## OptInter Figure 5: mean mutual information per chosen method, per dataset
+	$(PY) -m ctrlab.reproduce optinter/figure5 --scale $(SCALE) --data $(OI_ALL) $(ARGS)
+
+reproduce-optinter-figure-6: $(STAMP) ## OptInter Figure 6a/6b: MI heat map and chosen-method map (Avazu)
+	$(PY) -m ctrlab.reproduce optinter/figure6 --scale $(SCALE) --data $(OI_AVAZU) $(ARGS)
+
+OPTINTER_ALL := $(addprefix reproduce-optinter-,table-5 table-6 table-7 table-8 table-9 figure-4a figure-4b figure-5 figure-6)
+reproduce-optinter-all: $(OPTINTER_ALL) ## every OptInter table and figure, one after another
 
 benchmark: $(STAMP) ## training throughput: ctrlab vs a bare PyTorch loop
 	$(PY) benchmarks/train_throughput.py

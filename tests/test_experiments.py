@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import replace
+
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from ctrlab.data.schema import FeatureMap, Field
 from ctrlab.report.paper import get_table
@@ -16,12 +19,26 @@ from tests.test_models_any_data import rich_feature_map
 
 
 def _models(experiment: str) -> list[str]:
-    """A table's implemented rows, or the models a sweep or figure names in its sweeper params."""
+    """The model configs an experiment runs: a table's implemented rows (a chain of stages: its model), a
+    figure's ``models``, or the models a sweep or figure names in its sweeper params."""
     spec = experiment_spec(experiment)
-    if spec["kind"] != "table":
+    if spec["models"]:
+        rows = spec["models"]
+    elif spec["kind"] != "table":
         raw = yaml.safe_load((ROOT / "configs" / "experiment" / f"{experiment}.yaml").read_text())
-        return str(raw["hydra"]["sweeper"]["params"]["model"]).split(",")
-    return implemented_models(spec["paper"], spec["key"], spec["row_configs"])
+        rows = str(raw["hydra"]["sweeper"]["params"]["model"]).split(",")
+    else:
+        found = implemented_models(spec["paper"], spec["key"], spec["row_configs"], spec["stage_rows"])
+        rows = [m for m in found if m not in spec["derived_rows"]]
+    return list(dict.fromkeys(spec["stage_rows"][m]["model"] if m in spec["stage_rows"] else m for m in rows))
+
+
+def with_crosses(fm: FeatureMap, cfg: DictConfig) -> FeatureMap:
+    """``fm`` with every field pair crossed when the config switches crosses on (OptInter's units)."""
+    if not cfg.data.crosses.enabled:
+        return fm
+    pairs = list(itertools.combinations(range(len(fm.fields)), 2))
+    return replace(fm, cross_fields=[Field(f"c{u}", 6) for u in range(len(pairs))], cross_pairs=pairs)
 
 
 CASES = [(exp, model) for exp in EXPERIMENTS for model in _models(exp)]
@@ -41,15 +58,16 @@ def test_experiment_model_composes_and_builds(experiment, model, tiny_feature_ma
     data = str(raw["hydra"]["sweeper"]["params"].get("data", "synthetic_criteo")).split(",")[0]  # its first column
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=[f"experiment={experiment}", f"model={model}", f"data={data}", "scale=smoke"])
-    net = instantiate(cfg.model, _partial_=True)(feature_map=_feature_map(cfg, tiny_feature_map))
+    net = instantiate(cfg.model, _partial_=True)(feature_map=with_crosses(_feature_map(cfg, tiny_feature_map), cfg))
     assert net.num_parameters() > 0
     spec = experiment_spec(experiment)
-    if spec["kind"] != "table" and spec["row_configs"]:  # a sweep over model configs, each naming its row
+    if spec["kind"] not in ("table", "architecture_figure") and spec["row_configs"]:  # one config per row
         assert model in spec["row_configs"].values()
-    elif spec["kind"] != "table":  # every swept model key exists, and one names the row
+    elif spec["kind"] not in ("table", "architecture_figure"):
+        # every swept model key exists, and one names the row (a trade-off figure labels its points itself)
         swept = [k.split(".", 1)[1] for k in raw["hydra"]["sweeper"]["params"] if k.startswith("model.")]
         assert swept and all(OmegaConf.select(cfg.model, k, default="missing") != "missing" for k in swept), swept
-        assert cfg.paper_row is not None
+        assert cfg.paper_row is not None or spec["kind"] == "tradeoff"
     if model.startswith("interaction_only/"):  # the DNN is gone: fewer parameters than the full model
         with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
             full_cfg = compose("train", overrides=[f"model={model.split('/')[1]}"])

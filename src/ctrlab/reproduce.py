@@ -38,7 +38,7 @@ from omegaconf import OmegaConf
 
 from ctrlab.report import write_table
 from ctrlab.report.collect import collect
-from ctrlab.report.figures import write_figure
+from ctrlab.report.figures import write_architecture_figure, write_figure, write_tradeoff
 from ctrlab.report.paper import get_table
 from ctrlab.report.tables import row_id
 
@@ -63,44 +63,81 @@ def experiment_spec(experiment: str) -> dict:
         "row_configs": spec.get("paper_row_configs") or {},
         "grids": spec.get("grids") or {},
         "scale_overrides": spec.get("scale_overrides") or {},
+        "model_overrides": spec.get("model_overrides") or {},
+        "stage_rows": spec.get("stage_rows") or {},
+        "derived_rows": spec.get("derived_rows") or {},
+        "models": spec.get("models"),  # a figure's models, where its sweeper params do not name them
     }
 
 
-def implemented_models(paper: str, table: str, row_configs: dict[str, str]) -> list[str]:
-    """The model configs of the table's rows, in the paper's order, for the rows that have one."""
+def implemented_models(
+    paper: str, table: str, row_configs: dict[str, str], stage_rows: dict[str, dict] | None = None
+) -> list[str]:
+    """The model configs of the table's rows, in the paper's order, for the rows that have one; a row of
+    ``stage_rows`` (a chain of stages, e.g. search -> re-train) is named by its row key, when its model exists."""
+    stage_rows = stage_rows or {}
     t = get_table(paper, table)
-    configs = dict.fromkeys(row_configs.get(row_id(t, row), row["model"]) for row in t.rows)
-    return [c for c in configs if (CONFIGS / "model" / f"{c}.yaml").exists()]
+    rows = [row_id(t, row) for row in t.rows]
+    configs = dict.fromkeys(r if r in stage_rows else row_configs.get(r, r) for r in rows)
+    model = {c: stage_rows[c]["model"] if c in stage_rows else c for c in configs}
+    return [c for c in configs if (CONFIGS / "model" / f"{model[c]}.yaml").exists()]
 
 
 def write_report(spec: dict, run_dirs: list[Path], scale: str, out_dir: Path, expected: int | None = None) -> Path:
     """Write the experiment's report into ``out_dir``: a table with rows keyed by model (``kind: table``) or by a
-    swept value (``sweep``), or a figure of a metric against a swept value (``figure``) or against steps
-    (``curve``). ``expected``: how many jobs the reproduction has, for the table to count the missing ones."""
+    swept value (``sweep``), or a figure of a metric against a swept value (``figure``), against steps
+    (``curve``), of AUC against parameters (``tradeoff``) or of the jobs' searched architectures
+    (``architecture_figure``). ``expected``: how many jobs the reproduction has, for the table to count the
+    missing ones."""
     if spec["kind"] in ("figure", "curve"):
         return write_figure(spec, run_dirs, out_dir, scale)
+    if spec["kind"] == "tradeoff":
+        return write_tradeoff(spec, run_dirs, out_dir, scale)
+    if spec["kind"] == "architecture_figure":
+        return write_architecture_figure(spec, run_dirs, out_dir, scale)
     if spec["kind"] not in ("table", "sweep"):
-        raise SystemExit(f"unknown report kind {spec['kind']!r}; allowed: table, sweep, figure, curve")
+        raise SystemExit(
+            f"unknown report kind {spec['kind']!r}; allowed: table, sweep, figure, curve, tradeoff, architecture_figure"
+        )
     return write_table(
-        spec["paper"], spec["key"], run_dirs, out_dir, CONFIGS, scale, spec["row_configs"], expected=expected
+        spec["paper"],
+        spec["key"],
+        run_dirs,
+        out_dir,
+        CONFIGS,
+        scale,
+        {**spec["row_configs"], **{row: r["model"] for row, r in spec["stage_rows"].items()}},  # a row's model
+        expected=expected,
+        derived_rows=spec["derived_rows"],
     )
 
 
 def _sweeps(spec: dict, models: str | None, scale: str) -> dict[str, list[str]]:
     """The multiruns to launch, by folder name -> their overrides: one for the whole experiment, except for
     the models that run on their own: at ``scale=paper`` each model with a grid (the experiment's ``grids``)
-    runs its grid (``grid=<name>``; the report then keeps each model's best point on val/auc), and at any scale
-    a model the experiment's ``scale_overrides.<scale>`` names runs with those overrides (a smaller setting of
-    a model too slow for that budget; the experiment file says why)."""
+    runs its grid (``grid=<name>``; the report then keeps each model's best point on val/auc); at any scale
+    a model the experiment's ``model_overrides`` (its paper's setting of a baseline) or ``scale_overrides.<scale>``
+    (a smaller setting of a model too slow for that budget; the experiment file says why) names runs with those
+    overrides; and a row of ``stage_rows`` runs its chain of stages (``model=<model> +search=<chain>
+    paper_row=<row>``, each job a ``ctrlab.search.stages.run_stage_job``), with the row's own ``overrides``."""
     model_list = models.split(",") if models else []
     grids = spec["grids"] if scale == "paper" else {}
-    own = (spec.get("scale_overrides") or {}).get(scale) or {}
-    alone = [m for m in model_list if m in grids or m in own]
+    stage_rows = spec.get("stage_rows") or {}
+    own = {
+        m: [*(spec.get("model_overrides") or {}).get(m, []), *((spec.get("scale_overrides") or {}).get(scale) or {})
+            .get(m, [])]
+        for m in model_list
+    }  # fmt: skip
+    alone = [m for m in model_list if m in grids or own[m] or m in stage_rows]
     rest = [m for m in model_list if m not in alone]
-    sweeps = {
-        m.replace("/", "_"): [f"model={m}", *([f"grid={grids[m]}"] if m in grids else []), *own.get(m, [])]
-        for m in alone
-    }
+    sweeps = {}
+    for m in alone:
+        if m in stage_rows:
+            row = stage_rows[m]
+            head = [f"model={row['model']}", f"+search={row['search']}", f"paper_row={m}", *row.get("overrides", [])]
+        else:
+            head = [f"model={m}", *([f"grid={grids[m]}"] if m in grids else [])]
+        sweeps[m.replace("/", "_")] = [*head, *own[m]]
     if rest or not model_list:
         sweeps["all"] = [f"model={','.join(rest)}"] if rest else []
     return sweeps
@@ -156,6 +193,8 @@ def job_action(job_dir: Path, overrides: list[str]) -> tuple[str, str]:
         return "skip", "done"
     if status is None and (job_dir / "checkpoints" / "last.ckpt").exists():
         return "resume", "cut"
+    if status is None and (job_dir / "stages").is_dir():  # a chain of stages: its finished stages are reused
+        return "resume", "cut between stages"
     return "run", f"status {status}" if status else "cut before its first checkpoint"
 
 
@@ -180,7 +219,11 @@ def plan_sweep(sweep_dir: Path, overrides: list[str]) -> list[dict[str, Any]]:
 def _plan_summary(sweep_dir: Path, plan: list[dict[str, Any]]) -> str:
     done = sum(e["action"] == "skip" for e in plan)
     parts = [f"{sweep_dir}: {done} of {len(plan)} jobs done with the same config, skipping them"]
-    parts += [f"resuming job {n} from last.ckpt" for n, e in enumerate(plan) if e["action"] == "resume"]
+    parts += [
+        f"resuming job {n} " + ("from last.ckpt" if e["reason"] == "cut" else "with its finished stages")
+        for n, e in enumerate(plan)
+        if e["action"] == "resume"
+    ]
     reruns = {}
     for e in plan:
         if e["action"] == "run" and e["reason"] != "new":
@@ -208,8 +251,11 @@ def main(argv: list[str] | None = None) -> int:
 
     spec = experiment_spec(args.experiment)
     models = args.models
-    if models is None and spec["kind"] == "table":  # a sweep names its models in the experiment file
-        models = ",".join(implemented_models(spec["paper"], spec["key"], spec["row_configs"]))
+    if models is None and spec["models"]:  # a figure of several models, some of them chains of stages
+        models = ",".join(spec["models"])
+    elif models is None and spec["kind"] == "table":  # a sweep names its models in the experiment file
+        found = implemented_models(spec["paper"], spec["key"], spec["row_configs"], spec["stage_rows"])
+        models = ",".join(m for m in found if m not in spec["derived_rows"])  # filled from other rows' runs
     root = reproduction_dir(args.experiment, args.scale, args.data, args.models, overrides)
     if args.fresh and root.exists():
         print(f"--fresh: deleting {root}", flush=True)
@@ -255,7 +301,8 @@ def _report(spec: dict, scale: str, root: Path, job_dirs: list[Path], code: int)
     partial = failed or incomplete
     out_dir = root if partial else _output_root() / "results" / spec["paper"]
     md = write_report(spec, existing, scale, out_dir, expected=len(job_dirs))
-    print(md.read_text())
+    if md.suffix == ".md":
+        print(md.read_text())
     print(f"written: {md} and {md.with_suffix('.csv')}")
     if partial:
         print(

@@ -41,6 +41,7 @@ from ctrlab.search.artifact import (
     space_record,
     write_artifact,
 )
+from ctrlab.search.recovery import recovery
 from ctrlab.search.space import SearchableModel
 
 log = logging.getLogger("ctrlab.search")
@@ -233,10 +234,10 @@ class SearchModule(CTRModule):
         self.best = checkpoint.get("search_best", self.best)
 
     def stage_metrics(self, trainer: pl.Trainer, datamodule: pl.LightningDataModule, test: bool) -> dict[str, Any]:
-        """The artifact (path, hash, counts, epoch) and the "without re-train" scores (OptInter Table IX): the
-        artifact's decisions fixed on the weights train.py just scored (the best checkpoint's), as
-        ``without_retrain/val/*`` and ``without_retrain/test/*``; ``val/*`` and ``test/*`` stay the soft search
-        model's."""
+        """The artifact (path, hash, counts, epoch), its planted-truth recovery on a stand-in
+        (``ctrlab.search.recovery``), and the "without re-train" scores (OptInter Table IX): the artifact's
+        decisions fixed on the weights train.py just scored (the best checkpoint's), as ``without_retrain/val/*``
+        and ``without_retrain/test/*``; ``val/*`` and ``test/*`` stay the soft search model's."""
         artifact = read_artifact(self.artifact_path)
         out: dict[str, Any] = {
             "architecture": {
@@ -244,7 +245,9 @@ class SearchModule(CTRModule):
                 "sha256": file_sha256(self.artifact_path),
                 "epoch": artifact.provenance.epoch,
                 "counts": artifact.counts(),
-            }
+            },
+            # on a stand-in with planted kinds per pair: the share of each kind the search recovered
+            "recovery": recovery(artifact, datamodule.feature_map),
         }
         self.model.fix(artifact.decisions())
         for logger in trainer.loggers:

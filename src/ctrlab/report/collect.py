@@ -47,6 +47,18 @@ SCHEMA: dict[str, type[pl.DataType]] = {
     "best_epoch": pl.Int64,  # the epoch of the selected (best) checkpoint
     "stopped_early": pl.Boolean,  # early stopping fired before max_epochs
     "max_epochs": pl.Int64,
+    # a searched architecture (a stage job's `searched_architecture`, else the re-trained one's `architecture`):
+    # how many field pairs took each OptInter method (OptInter Table VI); null for a model without one
+    "arch/memorize": pl.Int64,
+    "arch/factorize": pl.Int64,
+    "arch/naive": pl.Int64,
+    # the search model with the derived architecture fixed on its own weights (OptInter Table IX, "w.o.")
+    "without_retrain/test/auc": pl.Float64,
+    "without_retrain/test/logloss": pl.Float64,
+    # on a stand-in with planted kinds per pair: the share of each kind the searched architecture recovered
+    "recovery/memorized": pl.Float64,
+    "recovery/factorized": pl.Float64,
+    "recovery/none": pl.Float64,
     "scale": pl.String,  # not in metrics.json: the `scale` choice Hydra recorded (.hydra/hydra.yaml); null if none
 }
 
@@ -106,6 +118,28 @@ def _nested(metrics: dict, keys: tuple[str, ...]) -> dict[str, float | None]:
     return {f"{key}/{m}": (metrics.get(key) or {}).get(m) for key in keys for m in ("auc", "logloss")}
 
 
+# a search space's options as OptInter's methods: AutoFIS keeps a pair as a gated inner product (factorized) or
+# drops it (naive); OptInter's own space names them directly
+METHOD_OF_OPTION = {"memorize": "memorize", "factorize": "factorize", "naive": "naive", "keep": "factorize",
+                    "drop": "naive"}  # fmt: skip
+
+
+def _architecture(metrics: dict) -> dict[str, int | None]:
+    """``arch/<method>`` counts of the run's searched (else trained) architecture; nulls without one."""
+    arch = metrics.get("searched_architecture") or metrics.get("architecture") or {}
+    spaces = [c for c in (arch.get("counts") or {}).values() if set(c) <= set(METHOD_OF_OPTION)]
+    counts = {f"arch/{m}": (0 if spaces else None) for m in ("memorize", "factorize", "naive")}
+    for space in spaces:
+        for option, n in space.items():
+            counts[f"arch/{METHOD_OF_OPTION[option]}"] += n
+    return counts
+
+
+def _recovery(metrics: dict) -> dict[str, float | None]:
+    found = metrics.get("recovery") or {}
+    return {f"recovery/{k}": (found.get(k) or {}).get("share") for k in ("memorized", "factorized", "none")}
+
+
 def collect(run_dirs: Iterable[Path]) -> Collection:
     """Read every job of every run folder; completed runs become rows, the others are counted."""
     rows: list[dict] = []
@@ -131,6 +165,8 @@ def collect(run_dirs: Iterable[Path]) -> Collection:
             rows.append(
                 {k: metrics.get(k) for k in SCHEMA}
                 | _nested(metrics, ("oracle", "oracle_valid"))
+                | _architecture(metrics)
+                | _recovery(metrics)
                 | {"model": row, "config": metrics.get("model"), "job": str(job), "scale": _scale(job)}
             )
     return Collection(pl.DataFrame(rows, schema=SCHEMA), tuple(skipped))

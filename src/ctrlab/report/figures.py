@@ -7,6 +7,10 @@ the paper's own claim about it is printed underneath, for the reader to compare.
   log loss, mean ± std over every run at that x (seeds, and models where the paper averages several).
 - ``curve``: x = training step, one line per ``paper_row`` value (e.g. the orthogonal regularisation
   rate), y = validation AUC and log loss from each run's CSV log, averaged over runs.
+- ``tradeoff`` (OptInter Figure 4): x = parameters, y = test AUC, one point per model x memorized-embedding
+  size s2 (``write_tradeoff``).
+- ``architecture_figure`` (OptInter Figures 5, 6): the searched artifacts of the jobs handed to
+  ``ctrlab.report.architecture_figures`` (``write_architecture_figure``).
 
 Written as ``<out>/<key>.png``, ``.csv`` (the plotted numbers) and ``.md`` (the claim, the data, the budget).
 On a synthetic stand-in the oracle (the true click probability's test AUC and log loss) is drawn as a dashed
@@ -15,14 +19,17 @@ line and named in the .md, so the curve's distance from what the data allows is 
 
 from __future__ import annotations
 
+import importlib
+import json
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import yaml
 from matplotlib.figure import Figure  # the object API: no pyplot state, no display needed
 
 from ctrlab.report.collect import collect
-from ctrlab.report.paper import dataset_name
+from ctrlab.report.paper import dataset_name, get_table
 from ctrlab.report.tables import HONESTY_NOTE
 from ctrlab.report.truth import Oracle, oracles
 from ctrlab.utils import write_text_atomic
@@ -146,3 +153,122 @@ def write_figure(spec: dict[str, Any], run_dirs: list[Path], out_dir: Path, scal
     md = out_dir / f"{key}.md"
     write_text_atomic(md, "\n".join(lines) + "\n")
     return md
+
+
+def _run_config(job: str) -> dict[str, Any]:
+    return yaml.safe_load((Path(job) / "config_resolved.yaml").read_text()) or {}
+
+
+def _tradeoff_points(runs: pl.DataFrame, names: dict[str, str]) -> pl.DataFrame:
+    """One point per model config x memorized-embedding size s2 (``model.cross_dim``, from each run's config):
+    mean parameters (M) and mean ± std test AUC over seeds. Columns: series, model, s2, params_m, auc_mean,
+    auc_std, n."""
+    rows = [
+        {"model": config, "s2": _run_config(job)["model"]["cross_dim"], "params": params, "auc": auc}
+        for job, config, params, auc in runs.select("job", "config", "params", "test/auc").iter_rows()
+    ]
+    frame = pl.DataFrame(rows, schema={"model": pl.String, "s2": pl.Int64, "params": pl.Int64, "auc": pl.Float64})
+    return (
+        frame.group_by("model", "s2")
+        .agg(
+            (pl.col("params").mean() / 1e6).alias("params_m"),
+            pl.col("auc").mean().alias("auc_mean"),
+            pl.col("auc").std().alias("auc_std"),
+            pl.len().alias("n"),
+        )
+        .with_columns(
+            pl.format("{}({})", pl.col("model").replace_strict(names, default=pl.col("model")), "s2").alias("series")
+        )
+        .sort("model", "s2", descending=[False, True])
+        .select("series", "model", "s2", "params_m", "auc_mean", "auc_std", "n")
+    )
+
+
+def write_tradeoff(spec: dict[str, Any], run_dirs: list[Path], out_dir: Path, scale: str) -> Path:
+    """OptInter Figure 4: test AUC against parameters, one point per model x s2 (e.g. ``OptInter-M(10)``,
+    ``OptInter(5)``), written as ``<out_dir>/<key>.{png,csv,md}``; returns the .md path."""
+    collection = collect(run_dirs)
+    runs = collection.runs.filter(pl.col("config").is_not_null())
+    names = {r["model"]: r["name"] for r in get_table(spec["paper"], spec.get("names_from", "table5")).rows}
+    points = _tradeoff_points(runs, names)
+    found = oracles(runs, sorted(set(runs["paper_dataset"].drop_nulls())), ["auc"])
+    oracle = {d: o for d, o in found.items() if o is not None}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    key = spec["key"]
+    fig = Figure(figsize=(5, 3.6))
+    ax = fig.subplots()
+    for model in points["model"].unique(maintain_order=True).to_list():
+        part = points.filter(pl.col("model") == model)
+        ax.errorbar(part["params_m"], part["auc_mean"], yerr=part["auc_std"].fill_null(0.0), marker="o", capsize=3,
+                    linestyle="", label=names.get(model, model))  # fmt: skip
+        for series, x, y in part.select("series", "params_m", "auc_mean").iter_rows():
+            ax.annotate(series, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    for dataset, o in oracle.items():
+        ax.axhline(o.mean["auc"], color="gray", linestyle="--", label=f"oracle ({dataset_name(dataset)})")
+    ax.set_xlabel("parameters (M)")
+    ax.set_ylabel("AUC")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.suptitle(f"{spec['label']} (ours): {spec['caption']}", fontsize=9)
+    fig.tight_layout()
+    tmp = out_dir / f".{key}.tmp.png"
+    fig.savefig(tmp, dpi=120)
+    tmp.replace(out_dir / f"{key}.png")
+    write_text_atomic(out_dir / f"{key}.csv", points.write_csv())
+    failed = sum(s.reason == "failed" for s in collection.skipped)
+    lines = [
+        f"# {spec['paper']} {key} ({spec['label']}): reproduced",
+        "",
+        f"*{spec['caption']}*",
+        "",
+        f"![{spec['label']}]({key}.png)",
+        "",
+        f"- **Paper's claim** (the figure prints no numbers): {spec['claim']}",
+        f"- **Runs**: {runs.height} completed, {failed} failed; scale `{scale}`; seeds "
+        f"{', '.join(map(str, sorted(set(runs['seed'].drop_nulls()))))}.",
+        f"- **Data**: {'; '.join(sorted(set(runs['data_description'].drop_nulls().to_list()))) or 'no runs'}",
+        *(f"- **Oracle** ({dataset_name(d)} test AUC; dashed): {o.mean['auc']:.4f}" for d, o in oracle.items()),
+        f"- **Note**: {HONESTY_NOTE}",
+        "",
+        *_md_points(points),
+    ]
+    md = out_dir / f"{key}.md"
+    write_text_atomic(md, "\n".join(lines) + "\n")
+    return md
+
+
+def _md_points(points: pl.DataFrame) -> list[str]:
+    lines = ["| point | params (M) | test AUC | n |", "|---|---:|---:|---:|"]
+    for series, params, auc, std, n in points.select("series", "params_m", "auc_mean", "auc_std", "n").iter_rows():
+        lines.append(f"| {series} | {params:.4f} | {auc:.4f}{f' ± {std:.4f}' if std is not None else ''} | {n} |")
+    return lines
+
+
+def searched_artifacts(run_dirs: list[Path]) -> list[Path]:
+    """The architecture artifact each completed job searched (a stage job's ``searched_architecture``, else the
+    architecture it trained), in job order."""
+    runs = collect(run_dirs).runs
+    paths = []
+    for job in runs["job"].to_list():
+        metrics = json.loads((Path(job) / "metrics.json").read_text())
+        arch = metrics.get("searched_architecture") or metrics.get("architecture") or {}
+        if arch.get("path"):
+            paths.append(Path(arch["path"]))
+    return paths
+
+
+def write_architecture_figure(spec: dict[str, Any], run_dirs: list[Path], out_dir: Path, scale: str) -> Path:
+    """OptInter Figures 5 and 6 from the searched artifacts of the jobs (``ctrlab.report.architecture_figures``):
+    ``figure: mi_by_method`` (Figure 5: every artifact, one per data column and seed) or ``figure: mi_heatmap``
+    (Figure 6: the first job's artifact, written as ``<key>.<scale>``, as Figure 5's own ``figure5.<scale>``).
+    Returns the path the figure function returns (its .png; the .csv beside it)."""
+    artifacts = searched_artifacts(run_dirs)
+    if not artifacts:
+        raise ValueError(f"{spec['key']}: no job wrote an architecture artifact; nothing to plot")
+    figures = importlib.import_module("ctrlab.report.architecture_figures")
+    if spec["figure"] == "mi_by_method":
+        return figures.write_mi_by_method(artifacts, Path(out_dir), scale)
+    if spec["figure"] == "mi_heatmap":
+        return figures.write_mi_heatmap(artifacts[0], Path(out_dir), scale, stem=f"{spec['key']}.{scale}")
+    raise ValueError(f"{spec['key']}: report.figure = {spec['figure']!r}; allowed: mi_by_method, mi_heatmap")

@@ -9,7 +9,8 @@ from typing import Any
 
 import yaml
 
-METRIC_NAMES = {"auc": "AUC", "logloss": "LogLoss"}
+METRIC_NAMES = {"auc": "AUC", "logloss": "LogLoss", "params": "Params (M)", "memorize": "Memorize",
+                "factorize": "Factorize", "naive": "Naïve"}  # fmt: skip
 
 
 @functools.cache

@@ -42,9 +42,17 @@ from ctrlab.utils import write_text_atomic
 
 SPLIT = "test"  # the papers print test-set numbers
 SELECT_ON = "val/auc"  # a hyper-parameter grid's point is chosen on the validation split, never on test
-RUN_METRICS = ("auc", "logloss", "auc_all", "auc_new", "auc_infreq")  # what a run measures that a paper prints
-# a paper metric that is another name of a run's: DPN Table 5's "All" is the whole test split's AUC
-METRIC_ALIASES = {"auc_all": "auc"}
+ORACLE_METRICS = ("auc", "logloss")  # what a stand-in's oracle scores; tested for significance
+# what a run measures that a paper table also prints -> the run's column (collect.SCHEMA). Params: the paper
+# prints millions (params_unit M), so ours are divided by 1e6. memorize / factorize / naive: how many field pairs
+# the run's (searched) architecture gave each OptInter method (Table VI)
+METRIC_COLUMNS = {"auc": f"{SPLIT}/auc", "logloss": f"{SPLIT}/logloss", "params": "params",
+                  "memorize": "arch/memorize", "factorize": "arch/factorize", "naive": "arch/naive",
+                  # DPN Table 5: "All" = the whole test split; New / inFreq = lit/behaviour_groups.py
+                  "auc_all": f"{SPLIT}/auc", "auc_new": f"{SPLIT}/auc_new",
+                  "auc_infreq": f"{SPLIT}/auc_infreq"}  # fmt: skip
+METRIC_SCALE = {"params": 1e-6}
+COUNT_DECIMALS = 1  # a method count, mean over seeds
 FALLBACK_DECIMALS = 4
 CSV_COLUMNS = (
     "model",
@@ -126,16 +134,60 @@ class ResultTable:
     claims: dict[str, tuple[ClaimResult, ...]]  # dataset with an oracle -> the table's planted-truth claims there
     costs: dict[tuple[str, str], tuple[float | None, float | None]]  # (row, dataset) -> dense params, s per epoch
     hardware: str | None  # what the runs' costs were measured on (their environment.json)
+    # (row name, dataset) -> mean share of the planted memorized / factorized / no-effect pairs that the row's
+    # searched architectures gave the matching method, and how many searches (stand-ins with planted kinds only)
+    recovery: dict[tuple[str, str], tuple[float | None, float | None, float | None, int]]
 
 
 def _table_metrics(table: PaperTable) -> tuple[str, ...]:
-    metrics = tuple(m for m in table.metrics if m in RUN_METRICS)
+    metrics = tuple(m for m in table.metrics if m in METRIC_COLUMNS)
     if not metrics or not table.datasets:
         raise ValueError(
             f"{table.paper} {table.key} ({table.kind}) cannot be filled from runs: only tables with "
-            f"{'/'.join(RUN_METRICS)} columns per dataset can"
+            f"{'/'.join(METRIC_COLUMNS)} columns per dataset can"
         )
     return metrics
+
+
+def _value(metric: str) -> pl.Expr:
+    """A run's value for a table metric, in the paper's unit."""
+    return pl.col(METRIC_COLUMNS[metric]) * METRIC_SCALE.get(metric, 1)
+
+
+def add_derived_rows(runs: pl.DataFrame, derived_rows: dict[str, dict] | None) -> pl.DataFrame:
+    """Rows that another row's runs also fill (an experiment's ``derived_rows``), added as runs of their own:
+
+    - ``{from: <row>, prefix: without_retrain/}``: the same runs' ``<prefix>test/*`` scores as this row's test
+      scores (OptInter Table IX: the search model with its architecture fixed, "without re-train");
+    - ``{from: <row>, all_pairs: <method>}``: the fixed architecture that gives every field pair of the same data
+      ``method`` (Table VI's Naive, OptInter-M and OptInter-F rows): its counts are the searched run's pair count
+      in that method, by definition, and it has no scores.
+    """
+    added = []
+    for row, rule in (derived_rows or {}).items():
+        base = runs.filter(pl.col("model") == rule["from"]).with_columns(pl.lit(row).alias("model"))
+        if "prefix" in rule:
+            prefix = rule["prefix"]
+            base = base.with_columns(pl.col(f"{prefix}{SPLIT}/{m}").alias(f"{SPLIT}/{m}") for m in ORACLE_METRICS)
+        else:
+            pairs = pl.sum_horizontal(f"arch/{m}" for m in ("memorize", "factorize", "naive"))
+            base = base.with_columns(
+                *(pl.when(pl.lit(m == rule["all_pairs"])).then(pairs).otherwise(0).alias(f"arch/{m}")
+                  for m in ("memorize", "factorize", "naive")),
+                *(pl.lit(None, pl.Float64).alias(c) for c in ("params", f"{SPLIT}/auc", f"{SPLIT}/logloss")),
+                *(pl.lit(None, pl.Float64).alias(f"recovery/{k}") for k in ("memorized", "factorized", "none")),
+            )  # fmt: skip
+        added.append(base.select(runs.columns).cast(runs.schema))
+    return pl.concat([runs, *added]) if added else runs
+
+
+def _recovery(runs: pl.DataFrame, names: dict[str, str]) -> dict[tuple[str, str], tuple]:
+    kinds = ("memorized", "factorized", "none")
+    searched = runs.filter(pl.any_horizontal(pl.col(f"recovery/{k}").is_not_null() for k in kinds))
+    stats = searched.group_by("model", "paper_dataset").agg(
+        *(pl.col(f"recovery/{k}").mean() for k in kinds), pl.len().alias("n")
+    )
+    return {(names.get(r[0], r[0]), r[1]): tuple(r[2:]) for r in stats.sort("model", "paper_dataset").rows()}
 
 
 def row_id(table: PaperTable, row: dict) -> str:
@@ -216,6 +268,7 @@ def _mark_significance(
             table.proposed
             and c.model not in table.proposed
             and c.status == "ok"
+            and c.metric in ORACLE_METRICS
             and (key not in best or sign[c.metric] * c.ours_mean > sign[c.metric] * best[key].ours_mean)
         ):
             best[key] = c
@@ -223,7 +276,7 @@ def _mark_significance(
     out = []
     for c in cells:
         base = best.get((c.dataset, c.metric))
-        if c.model not in table.proposed or base is None:
+        if c.model not in table.proposed or base is None or c.metric not in ORACLE_METRICS:
             out.append(c)
             continue
         p = (
@@ -277,31 +330,29 @@ def build_table(
     scale: str,
     row_configs: dict[str, str] | None = None,
     expected: int | None = None,
+    derived_rows: dict[str, dict] | None = None,
 ) -> ResultTable:
     """Fill ``table`` with the completed runs of ``collection``; rows without runs say why.
 
     ``row_configs`` maps a row key to the model config that fills it where the two differ (an experiment's
     ``paper_row_configs``, e.g. DynInt Table 1's AutoInt row is ``autoint_plus``). In a sweep table (rows keyed
-    by a swept value) a cell pools every run of its row: DynInt Tables 3-4 average DA, DGP and DWP."""
+    by a swept value) a cell pools every run of its row: DynInt Tables 3-4 average DA, DGP and DWP.
+    ``derived_rows``: rows filled from another row's runs (``add_derived_rows``)."""
     row_configs = row_configs or {}
     metrics = _table_metrics(table)
     model_configs = Path(configs_dir) / "model"
     if not model_configs.is_dir():
         raise FileNotFoundError(f"{model_configs} does not exist; pass the repository's configs folder")
-    runs = collection.runs
+    runs = add_derived_rows(collection.runs, derived_rows)
     models = [row_id(table, row) for row in table.rows]
     # fill_null: a run without a model name is not in the table, and is listed as such
     in_table = pl.col("model").is_in(models) & pl.col("paper_dataset").is_in(list(table.datasets))
     in_table = in_table.fill_null(False)
-    ours = runs.filter(in_table).with_columns(
-        pl.col(f"{prefix}/{run}").alias(f"{prefix}/{paper}")
-        for paper, run in METRIC_ALIASES.items()
-        for prefix in (SPLIT, "oracle")
-    )
+    ours = runs.filter(in_table)
     _check_duplicates(ours)
     ours, selected = select_grid_points(ours)
     data = _data_per_dataset(ours, table.datasets)
-    oracle = oracles(ours, table.datasets, metrics)
+    oracle = oracles(ours, table.datasets, ORACLE_METRICS)  # also for a table of other metrics: named in its header
 
     stats = {
         (r["model"], r["paper_dataset"]): r
@@ -310,10 +361,10 @@ def build_table(
             agg
             for m in metrics
             for agg in (
-                pl.col(f"{SPLIT}/{m}").mean().alias(f"{m}:mean"),
-                pl.col(f"{SPLIT}/{m}").std().alias(f"{m}:std"),
-                pl.col(f"{SPLIT}/{m}").count().alias(f"{m}:n"),
-                pl.col(f"{SPLIT}/{m}").drop_nulls().alias(f"{m}:values"),
+                _value(m).mean().alias(f"{m}:mean"),
+                _value(m).std().alias(f"{m}:std"),
+                _value(m).count().alias(f"{m}:n"),
+                _value(m).drop_nulls().alias(f"{m}:values"),
             )
         )
         .iter_rows(named=True)
@@ -349,7 +400,7 @@ def build_table(
                         n,
                         table.value(row, dataset, metric),
                         status,
-                        oracle=oracle[dataset].mean[metric] if oracle[dataset] else None,
+                        oracle=oracle[dataset].mean[metric] if oracle[dataset] and metric in ORACLE_METRICS else None,
                     )
                 )
     values = {(m, d, metric): s[f"{metric}:values"] for (m, d), s in stats.items() for metric in metrics}
@@ -388,10 +439,11 @@ def build_table(
         best=best,
         oracles=oracle,
         planted={d: _planted(ours, d) for d in table.datasets},
-        plateaus=plateaus(ours),
+        plateaus=plateaus(ours.filter(~pl.col("model").is_in(list(derived_rows or {})))),  # no runs of their own
         claims=checked,
         costs=_costs(ours),
         hardware=_hardware(ours),
+        recovery=_recovery(ours, names),
     )
 
 
@@ -475,8 +527,13 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [line(header), rule, *(line(r) for r in rows)]
 
 
+def _decimals(table: PaperTable, dataset: str, metric: str) -> int:
+    counts = METRIC_COLUMNS[metric].startswith("arch/")
+    return table.decimals(dataset, metric) or (COUNT_DECIMALS if counts else FALLBACK_DECIMALS)
+
+
 def _cell_texts(result: ResultTable, cell: Cell, row: dict) -> list[str]:
-    dec = result.table.decimals(cell.dataset, cell.metric) or FALLBACK_DECIMALS
+    dec = _decimals(result.table, cell.dataset, cell.metric)
     if cell.status != "ok":
         ours = f"*{cell.status}*"
     else:
@@ -493,7 +550,7 @@ def _cell_texts(result: ResultTable, cell: Cell, row: dict) -> list[str]:
         paper = _fmt(cell.paper, dec)
         paper = (f"**{paper}**" if bold else paper) + ("\\*" if starred else "")
     diff = "—" if cell.diff is None else _fmt(cell.diff, dec, sign=True)
-    if result.oracles[cell.dataset] is None:  # real data: no oracle column
+    if result.oracles[cell.dataset] is None or cell.metric not in ORACLE_METRICS:  # real data: no oracle column
         return [ours, paper, diff]
     gap = "—" if cell.gap_to_oracle is None else _fmt(cell.gap_to_oracle, dec, sign=True)
     return [ours, paper, diff, gap]
@@ -502,7 +559,10 @@ def _cell_texts(result: ResultTable, cell: Cell, row: dict) -> list[str]:
 def _oracle_row(result: ResultTable, dataset: str, oracle: Oracle) -> list[str]:
     texts = [ORACLE_ROW if oracle.agree else f"{ORACLE_ROW}, mean: runs disagree"]
     for metric in result.metrics:
-        dec = result.table.decimals(dataset, metric) or FALLBACK_DECIMALS
+        if metric not in ORACLE_METRICS:
+            texts += ["—", "—", "—"]
+            continue
+        dec = _decimals(result.table, dataset, metric)
         texts += [_fmt(oracle.mean[metric], dec), "—", "—", "—"]
     return texts
 
@@ -555,7 +615,7 @@ def _header(result: ResultTable) -> list[str]:
             desc += f"; planted mechanism `{result.planted[dataset]}`"
         oracle = result.oracles[dataset]
         if oracle is not None:
-            desc += "; oracle " + ", ".join(f"{metric_name(m)} {oracle.mean[m]:.6g}" for m in result.metrics)
+            desc += "; oracle " + ", ".join(f"{metric_name(m)} {v:.6g}" for m, v in oracle.mean.items())
             if not oracle.agree:
                 desc += f" — {oracle.disagreement()}"
         elif result.planted[dataset]:  # a stand-in scored on a group of its test split (DPN Table 3)
@@ -569,6 +629,17 @@ def _header(result: ResultTable) -> list[str]:
             f"probability on the same {SPLIT} split: what a perfect model would score, the ceiling that "
             f"the data's noise leaves. `− oracle` columns = ours − oracle (AUC: how far below it; "
             f"LogLoss: how far above it). Real-data columns have no oracle."
+        )
+    if result.recovery:
+        lines.append(
+            "- **Planted-truth recovery of the searched architectures** (`ctrlab.search.recovery`; share of the "
+            "stand-in's planted memorized pairs memorized / factorized pairs factorized / no-effect pairs naive, "
+            "mean over n searches): "
+            + "; ".join(
+                f"{name} on {dataset_name(d)}: " + " / ".join("—" if v is None else f"{v:.0%}" for v in shares[:3])
+                + f" (n={shares[3]})"
+                for (name, d), shares in result.recovery.items()
+            )
         )
     if result.optimizers:
         lines.append(
@@ -636,12 +707,13 @@ def render_markdown(result: ResultTable) -> str:
             for metric in result.metrics:
                 texts += _cell_texts(result, cells[row_id(result.table, row), dataset, metric], row)
             rows.append(texts)
-        if oracle is not None:
+        if oracle is not None and set(result.metrics) & set(ORACLE_METRICS):
             rows.append(_oracle_row(result, dataset, oracle))
         header = ["Model"]
         for metric in result.metrics:
             name = metric_name(metric)
-            header += [f"{name} ours", f"{name} paper", f"Δ {name}"] + ([f"{name} − oracle"] if oracle else [])
+            header += [f"{name} ours", f"{name} paper", f"Δ {name}"]
+            header += [f"{name} − oracle"] if oracle is not None and metric in ORACLE_METRICS else []
         rows = [[t.replace("|", "\\|") for t in texts] for texts in rows]
         lines += ["", f"## {dataset_name(dataset)}", "", *_md_table(header, rows)]
         best = [f"{metric_name(m)} {result.best[dataset, m]}" for m in result.metrics if (dataset, m) in result.best]
@@ -738,13 +810,14 @@ def write_table(
     scale: str | None = None,
     row_configs: dict[str, str] | None = None,
     expected: int | None = None,
+    derived_rows: dict[str, dict] | None = None,
 ) -> Path:
     """Write ``<out_dir>/<table>.<scale>.md`` and ``.csv`` for a paper table from run folders (or job folders);
     return the .md path. ``scale``: default, the one the runs recorded; ``expected``: the reproduction's
     number of jobs, when known."""
     collection = collect(run_dirs)
     scale = run_scale(collection, scale)
-    result = build_table(get_table(paper, table), collection, configs_dir, scale, row_configs, expected)
+    result = build_table(get_table(paper, table), collection, configs_dir, scale, row_configs, expected, derived_rows)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / f"{table}.{scale}.md"

@@ -34,12 +34,12 @@ from ctrlab.search.artifact import (
     Artifact,
     Provenance,
     file_sha256,
-    read_artifact,
     space_record,
     write_artifact,
 )
+from ctrlab.search.recovery import recovery
 from ctrlab.search.space import Decisions, SearchableModel, SearchSpace
-from ctrlab.train import _choices, build_datamodule, check_config, train
+from ctrlab.train import _choices, _paper_row, build_datamodule, check_config, train
 from ctrlab.utils import write_json
 
 log = logging.getLogger("ctrlab.search")
@@ -63,8 +63,9 @@ def random_decisions(spaces: list[SearchSpace], seed: int) -> Decisions:
     return decisions
 
 
-def draw_random(cfg: DictConfig, folder: Path) -> Path:
-    """A random architecture of ``cfg.model`` on ``cfg.data`` (seed ``cfg.seed``), written as an artifact."""
+def draw_random(cfg: DictConfig, folder: Path) -> dict[str, Any]:
+    """A random architecture of ``cfg.model`` on ``cfg.data`` (seed ``cfg.seed``), written as an artifact into
+    ``folder``; returns the stage's metrics (the artifact, and its planted-truth recovery on a stand-in)."""
     check_config(cfg)
     datamodule = build_datamodule(cfg)
     fm = datamodule.feature_map
@@ -84,7 +85,9 @@ def draw_random(cfg: DictConfig, folder: Path) -> Path:
             note=f"random, seed {cfg.seed}",
         ),
     )
-    return write_artifact(folder / FILENAME, artifact)
+    path = write_artifact(folder / FILENAME, artifact)
+    drawn = {"path": str(path), "sha256": file_sha256(path), "counts": artifact.counts()}
+    return {"status": "completed", "seed": cfg.seed, "architecture": drawn, "recovery": recovery(artifact, fm)}
 
 
 def stage_hash(cfg: DictConfig, kind: str) -> str:
@@ -109,12 +112,13 @@ def _compose_stage(overrides: list[str]) -> DictConfig:
     return cfg
 
 
-def run_stages(cfg: DictConfig) -> dict[str, Any]:
-    """Run (or reuse) every stage of ``cfg.stages``; write and return the summary."""
+def run_stages(cfg: DictConfig, store: Path | None = None) -> dict[str, Any]:
+    """Run (or reuse) every stage of ``cfg.stages`` in folders under ``store`` (default
+    ``<paths.log_dir>/stages``); write and return the summary."""
     validate_stages(cfg)
     outer = HydraConfig.instance().cfg
     passed = [o for o in HydraConfig.get().overrides.task if _key(o) not in CHAIN_KEYS]
-    store = Path(cfg.paths.log_dir) / "stages"
+    store = store or Path(cfg.paths.log_dir) / "stages"
     artifact: Path | None = None
     stages = []
     try:
@@ -130,7 +134,7 @@ def run_stages(cfg: DictConfig) -> dict[str, Any]:
                 stage_cfg.paths.output_dir = str(folder)
             record_path = folder / "stage.json"
             record = json.loads(record_path.read_text()) if record_path.is_file() else {}
-            reused = not cfg.fresh and record.get("status") == "completed"
+            reused = not cfg.get("fresh", False) and record.get("status") == "completed"
             if reused:
                 log.info("stage %s: reusing %s (same config, hash %s)", stage.name, folder, digest[:12])
             else:
@@ -139,10 +143,7 @@ def run_stages(cfg: DictConfig) -> dict[str, Any]:
                 log.info("stage %s (%s): %s", stage.name, kind, folder)
                 if kind == "random":
                     folder.mkdir(parents=True)
-                    path = draw_random(stage_cfg, folder)
-                    drawn = {"path": str(path), "sha256": file_sha256(path), "counts": read_artifact(path).counts()}
-                    write_json(folder / "metrics.json", {"status": "completed", "seed": stage_cfg.seed,
-                                                         "architecture": drawn})  # fmt: skip
+                    write_json(folder / "metrics.json", draw_random(stage_cfg, folder))
                 else:
                     train(stage_cfg)
                 record = {"name": stage.name, "kind": kind, "hash": digest, "status": "completed",
@@ -188,3 +189,42 @@ def _summary_md(stages: list[dict[str, Any]]) -> str:
             f"| {counts} | {s['folder']} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def run_stage_job(cfg: DictConfig) -> dict[str, Any]:
+    """A reproduction job that is a chain of stages (its config has ``stages``, e.g. from ``+search=joint``): the
+    stages run, or are reused, in ``<job>/stages/``, and the job folder gets what a training job leaves for
+    ``ctrlab.reproduce`` and the report: ``config_resolved.yaml`` (the job's config, compared on a re-run) and
+    ``metrics.json``, which is the final stage's plus, from the stage that made the final architecture, its
+    ``without_retrain/*`` scores, its planted-truth ``recovery`` and its counts (``searched_architecture``), and
+    the ``stages`` summary. However it ends, ``metrics.json`` is written (``status: failed`` and the error)."""
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    choices = _choices()
+    metrics: dict[str, Any] = {
+        "model": choices.get("model"),
+        "data": choices.get("data"),
+        "seed": cfg.get("seed"),
+        "paper_row": _paper_row(cfg, choices.get("model")),
+        "paper_dataset": cfg.data.get("paper_dataset"),
+        "status": "running",
+    }
+    try:
+        summary = run_stages(cfg, store=out / "stages")
+        final = json.loads((Path(summary["stages"][-1]["folder"]) / "metrics.json").read_text())
+        maker = next(s for s in summary["stages"] if Path(s["folder"]) / FILENAME == Path(summary["final_artifact"]))
+        made = json.loads((Path(maker["folder"]) / "metrics.json").read_text())
+        metrics = {
+            **final,
+            **{k: v for k, v in made.items() if k.startswith("without_retrain/")},
+            "recovery": made.get("recovery"),
+            "searched_architecture": made.get("architecture"),
+            "stages": summary["stages"],
+        }
+    except BaseException as err:
+        metrics.update(status="failed", error=f"{type(err).__name__}: {err}")
+        raise
+    finally:
+        write_json(out / "metrics.json", metrics)
+    return metrics
