@@ -56,6 +56,7 @@ class DataKeys(_Keys):
     eval_batch_size: Positive
     num_rows: Positive | None = None
     paper_dataset: str
+    resident: Literal["auto", "host", "device", "pinned"] = "auto"
 
 
 class TrainerKeys(_Keys):

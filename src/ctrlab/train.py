@@ -138,6 +138,7 @@ def build_datamodule(cfg: DictConfig) -> CTRDataModule:
         seed=cfg.seed,
         crosses=_cross_spec(cfg),
         verify=cfg.paths.cache_verify,
+        resident=cfg.data.get("resident", "auto"),  # where a split lives while served (ctrlab.data.datamodule)
     )
     datamodule.prepare_data()
     datamodule.setup()

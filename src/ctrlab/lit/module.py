@@ -49,7 +49,8 @@ class CTRModule(pl.LightningModule):
     family not named there shares the one built from ``families.default``.
 
     ``config`` (the run's resolved config) and ``feature_map`` are stored, not used: they make a checkpoint
-    enough to rebuild its model (``load_model``).
+    enough to rebuild its model (``load_model``). ``compile`` (``module.compile``) runs the model's forward
+    through ``torch.compile`` (benchmarks/README.md says where it pays).
     """
 
     def __init__(
@@ -58,6 +59,7 @@ class CTRModule(pl.LightningModule):
         optimizer: DictConfig | dict,
         config: DictConfig | dict | None = None,
         feature_map: FeatureMap | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         # the model's weights are in the state dict; everything else that describes the run is plain data.
@@ -72,16 +74,19 @@ class CTRModule(pl.LightningModule):
         )
         self.automatic_optimization = False
         self.model = model
-        # every rank scores the whole eval split (see CTRDataModule), so no cross-rank sync is needed
+        if compile:  # torch.compile of the model's forward, in place: the state dict keeps its keys
+            model.compile()
+        # under DDP each rank scores its shard of the eval split (CTRDataModule); compute() gathers the shards:
+        # AUROC's and GAUC's scores and labels are concatenated, the log loss's sum and count are summed
         for stage in ("val", "test"):
-            setattr(self, f"{stage}_auc", BinaryAUROC(sync_on_compute=False))
-            setattr(self, f"{stage}_logloss", MeanMetric(sync_on_compute=False))
+            setattr(self, f"{stage}_auc", BinaryAUROC())
+            setattr(self, f"{stage}_logloss", MeanMetric())
         # GAUC groups by the user id; an OOV or missing id stands for several users and is left out
         self.user_column = user_column(feature_map) if feature_map is not None else None
         if self.user_column is not None:
             self.user_oov = feature_map.scalar_fields[self.user_column].oov_id
             for stage in ("val", "test"):
-                setattr(self, f"{stage}_gauc", GroupAUC(sync_on_compute=False))
+                setattr(self, f"{stage}_gauc", GroupAUC())
         self.samples_seen = 0
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
