@@ -49,6 +49,7 @@ class RunKeys(_Keys):
     tags: list[str] = []
     monitor: Literal["auc", "logloss", "auc_minus_logloss"] = "auc"
     standin: Literal["interactions", "dynamic", "memorize", "functions", "context"] = "interactions"
+    compile: bool = False
 
 
 class DataKeys(_Keys):

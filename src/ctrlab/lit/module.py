@@ -49,8 +49,7 @@ class CTRModule(pl.LightningModule):
     family not named there shares the one built from ``families.default``.
 
     ``config`` (the run's resolved config) and ``feature_map`` are stored, not used: they make a checkpoint
-    enough to rebuild its model (``load_model``). ``compile`` (``module.compile``) runs the model's forward
-    through ``torch.compile`` (benchmarks/README.md says where it pays).
+    enough to rebuild its model (``load_model``).
     """
 
     def __init__(
@@ -59,7 +58,6 @@ class CTRModule(pl.LightningModule):
         optimizer: DictConfig | dict,
         config: DictConfig | dict | None = None,
         feature_map: FeatureMap | None = None,
-        compile: bool = False,
     ) -> None:
         super().__init__()
         # the model's weights are in the state dict; everything else that describes the run is plain data.
@@ -74,8 +72,6 @@ class CTRModule(pl.LightningModule):
         )
         self.automatic_optimization = False
         self.model = model
-        if compile:  # torch.compile of the model's forward, in place: the state dict keeps its keys
-            model.compile()
         # under DDP each rank scores its shard of the eval split (CTRDataModule); compute() gathers the shards:
         # AUROC's and GAUC's scores and labels are concatenated, the log loss's sum and count are summed.
         # validate_args=False: the inputs are ours (sigmoid scores, 0/1 labels), and the check sorts every batch
