@@ -61,7 +61,8 @@ def choose_resident(resident: Resident, device: torch.device, splits: dict[str, 
         return resident
     if device.type != "cuda":
         return "host"
-    size = sum(a.nbytes for split in splits.values() for a in dataclasses.astuple(split) if a is not None)
+    arrays = [getattr(split, f.name) for split in splits.values() for f in dataclasses.fields(split)]
+    size = sum(a.nbytes for a in arrays if a is not None)
     free, _ = torch.cuda.mem_get_info(device)
     return "device" if size <= DEVICE_SHARE * free else "pinned"
 
