@@ -21,7 +21,7 @@ from ctrlab.lit.module import CTRModule
 from ctrlab.models.deepfm import DeepFM
 from tests.helpers import synthetic_source
 
-SOURCE = {"num_rows": 6000, "num_fields": 6, "max_vocab": 40}  # valid 600 rows, test 1200: uneven shards at 7
+SOURCE = {"num_rows": 6000, "num_fields": 6, "max_vocab": 40}  # valid 600 rows, test 1200
 
 
 class RowCounter(pl.Callback):

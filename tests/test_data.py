@@ -112,12 +112,13 @@ def test_device_resident_split_serves_the_same_batches_in_the_same_order(tmp_pat
 
 def test_evaluation_shards_cover_every_row_once():
     arrays = SplitArrays(ids=np.arange(1050, dtype=np.int32).reshape(-1, 1), labels=np.zeros(1050, np.float32))
-    for world in (1, 2, 3, 4):
-        shards = [BatchLoader(arrays, 100, False, rank=r, world_size=world, even=False) for r in range(world)]
-        rows = np.concatenate([b["ids"].numpy().ravel() for s in shards for b in s])
-        assert sorted(rows.tolist()) == list(range(1050))  # 11 batches, however many ranks
-        assert [len(s) for s in shards] == [len(list(s)) for s in shards]
-        assert max(map(len, shards)) - min(map(len, shards)) <= 1
+    for batch_size, world in [(100, 1), (100, 2), (100, 3), (100, 4), (4096, 2)]:  # 4096: one batch, two ranks
+        shards = [BatchLoader(arrays, batch_size, False, rank=r, world_size=world, even=False) for r in range(world)]
+        served = [[b["ids"].numpy().ravel() for b in s] for s in shards]
+        assert [len(s) for s in shards] == [len(batches) for batches in served]
+        assert all(len(batches) > 0 and all(len(b) <= batch_size for b in batches) for batches in served)
+        rows = np.concatenate([b for batches in served for b in batches])
+        assert rows.tolist() == list(range(1050))  # every row once, the ranks' shards in order
 
 
 def test_resident_mode_is_resolved_for_the_device(tmp_path):

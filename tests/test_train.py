@@ -154,8 +154,8 @@ def test_ddp_two_cpu_processes_over_gloo(tmp_path):
 
 @pytest.mark.slow
 def test_ddp_evaluation_is_sharded_and_equals_one_process(tmp_path):
-    """Two gloo ranks score disjoint shards that cover the split (valid 600 rows, test 1200, in batches of 70:
-    uneven shards), and the synced AUC and log loss equal one process scoring everything."""
+    """Two gloo ranks score disjoint shards that cover the split (valid 600 rows, test 1200, in batches of 70),
+    and the gathered AUC and log loss equal one process scoring everything."""
     from ctrlab.data import cache
     from tests.ddp_eval import SOURCE
     from tests.helpers import synthetic_source

@@ -72,9 +72,10 @@ class BatchLoader:
 
     The split is numpy arrays (memory-mapped; batches cut on the host) or torch tensors from ``resident_split``
     (batches cut where they live and sent to ``device`` with ``non_blocking``, then cast there).
-    ``even``: every rank gets the same number of batches (training, whose gradient all-reduce must stay in
-    step: the last ``len % world_size`` batches of an epoch's order are left out); with ``even=False``
-    (evaluation) the ranks share every batch between them, their counts differing by at most one.
+    ``even=True`` (training): the epoch's batch starts are dealt to the ranks in turn, each rank the same number
+    (the gradient all-reduce must stay in step: the last ``len % world_size`` batches of an epoch's order are
+    left out). ``even=False`` (evaluation): each rank takes a contiguous share of the rows, every row once, so
+    that no rank is left without a batch when the split is a single batch long.
 
     A shuffled loader visits the batch starts in a permutation drawn from ``(seed, epoch)``. The epoch is the
     trainer's (``epoch_of``, given by ``CTRDataModule``), so the order depends on the epoch counter a resumed run
@@ -99,10 +100,12 @@ class BatchLoader:
         self.arrays, self.batch_size, self.shuffle = arrays, batch_size, shuffle
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch, self.epoch_of = 0, epoch_of
-        self.device = torch.device(device)
-        starts = np.arange(0, len(arrays), batch_size)
-        self.num_batches = len(starts) // world_size if even else len(range(rank, len(starts), world_size))
-        self.starts = starts
+        self.device, self.even = torch.device(device), even
+        n = len(arrays)
+        # the rows this loader cuts batches from: all of them, or (evaluation) this rank's share
+        first, self.stop = (0, n) if even else (rank * n // world_size, (rank + 1) * n // world_size)
+        self.starts = np.arange(first, self.stop, batch_size)
+        self.num_batches = len(self.starts) // world_size if even else len(self.starts)
         self.served = 0  # batches served so far in the current epoch
         self._resume_at: tuple[int, int] | None = None  # (epoch, batches served) from a checkpoint
 
@@ -119,11 +122,12 @@ class BatchLoader:
             if self._resume_at is not None and self._resume_at[0] == self.epoch:
                 skip = self._resume_at[1]  # resumed mid-epoch: the first `skip` batches were trained before
             self._resume_at = None
-        starts = starts[self.rank :: self.world_size][: self.num_batches]
+        if self.even:
+            starts = starts[self.rank :: self.world_size][: self.num_batches]
         self.served = skip
         for s in starts[skip:]:
             self.served += 1
-            yield self.batch(slice(s, s + self.batch_size))
+            yield self.batch(slice(s, min(s + self.batch_size, self.stop)))
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch whose order the next iteration visits (plain loops; under Lightning, ``epoch_of``)."""
@@ -208,7 +212,7 @@ class CTRDataModule(pl.LightningDataModule):
             # overfit_batches must see the same batches every epoch; Lightning unshuffles only its own DataLoader
             shuffle=train and not (trainer is not None and trainer.overfit_batches > 0),
             seed=self.seed,
-            # evaluation is sharded too (every row scored once, on one rank); CTRModule syncs its metrics
+            # evaluation is sharded too (every row scored once, on one rank); CTRModule gathers its metrics
             rank=rank,
             world_size=world,
             epoch_of=(lambda: trainer.current_epoch) if train and trainer is not None else None,
