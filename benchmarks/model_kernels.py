@@ -1,5 +1,9 @@
 """Forward + backward time of the heavy interaction blocks and of their models on the Criteo stand-in's shape.
 
+Timed by default on one torch thread by that thread's CPU time (``time.thread_time``), so that other processes on
+a shared machine do not enter the figures (``--wall``: wall time on torch's default threads). The compile time
+is wall time.
+
 Part 1, the rewritten blocks: each block's previous forward (kept below as ``*_before``, on the same module's
 weights) against the current one, alternating, same input, best of ``--repeats``; the two outputs are checked
 to agree first. Part 2, whole models (configs/model/<name>.yaml as shipped) at the same shape: ms per batch,
@@ -77,14 +81,17 @@ def previous_kernels() -> Iterator[None]:
             block.forward = forward
 
 
+CLOCK = time.thread_time  # main() switches to wall time with --wall
+
+
 def step_ms(fn: Callable[[], torch.Tensor], repeats: int) -> float:
-    """Best of ``repeats`` forward + backward of ``fn``'s scalar output, in ms (after one warm-up)."""
+    """Best of ``repeats`` forward + backward of ``fn``'s scalar output, in ms of ``CLOCK`` (after one warm-up)."""
     fn().backward()
     best = float("inf")
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = CLOCK()
         fn().backward()
-        best = min(best, time.perf_counter() - start)
+        best = min(best, CLOCK() - start)
     return best * 1000
 
 
@@ -150,9 +157,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--compile", nargs="*", default=[], choices=MODELS, help="models also timed compiled")
     parser.add_argument("--skip-blocks", action="store_true")
+    parser.add_argument("--wall", action="store_true", help="wall time, torch's default threads")
     args = parser.parse_args()
+    global CLOCK
+    if args.wall:
+        CLOCK = time.perf_counter
+    else:  # one thread, timed by its own CPU time: what other processes on a shared machine take is not counted
+        torch.set_num_threads(1)
     print(f"{platform.platform()}, {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; load average {open('/proc/loadavg').read().split()[:3]}")  # fmt: skip
+          f"{torch.get_num_threads()} threads, {'wall' if args.wall else 'thread CPU'} time; "
+          f"load average {open('/proc/loadavg').read().split()[:3]}")  # fmt: skip
     if not args.skip_blocks:
         blocks(args.batch, args.fields, args.dim, args.repeats)
     models(args.batch, args.fields, args.dim, args.repeats, args.compile)
