@@ -73,10 +73,9 @@ class CTRModule(pl.LightningModule):
         self.automatic_optimization = False
         self.model = model
         # under DDP each rank scores its shard of the eval split (CTRDataModule); compute() gathers the shards:
-        # AUROC's and GAUC's scores and labels are concatenated, the log loss's sum and count are summed.
-        # validate_args=False: the inputs are ours (sigmoid scores, 0/1 labels), and the check sorts every batch
+        # AUROC's and GAUC's scores and labels are concatenated, the log loss's sum and count are summed
         for stage in ("val", "test"):
-            setattr(self, f"{stage}_auc", BinaryAUROC(validate_args=False))
+            setattr(self, f"{stage}_auc", BinaryAUROC())
             setattr(self, f"{stage}_logloss", MeanMetric())
         # GAUC groups by the user id; an OOV or missing id stands for several users and is left out
         self.user_column = user_column(feature_map) if feature_map is not None else None
