@@ -25,18 +25,26 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from omegaconf import OmegaConf
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 
 from ctrlab.data.cache import SplitArrays
 from ctrlab.data.datamodule import BatchLoader
 from ctrlab.data.schema import FeatureMap, Field
 from ctrlab.lit.module import CTRModule, build_model
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "model"
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs" / "model"
 ADAM = {"families": {"default": {"_target_": "torch.optim.Adam", "_partial_": True}}}
 
 
 CLOCK = time.thread_time  # main() switches to wall time with --wall
+
+
+def model_config(name: str) -> DictConfig:
+    """``model=<name>`` as a run composes it (its defaults list applied)."""
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return compose("train", overrides=[f"model={name}"]).model
 
 
 def bare_samples_per_s(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], repeats: int) -> float:
@@ -90,11 +98,9 @@ def main() -> None:
     print(f"\n| model ({args.samples:,} samples, batch {args.batch:,}, F = {args.fields}) | params | samples/s |")
     print("|---|---:|---:|")
     for name in args.models:
-        cfg = OmegaConf.load(CONFIGS / f"{name}.yaml")
-        cfg.pop("defaults", None)
         torch.manual_seed(0)
         try:
-            model = build_model(cfg, fm)
+            model = build_model(model_config(name), fm)
             rate = bare_samples_per_s(model, batches, args.repeats)
         except Exception as err:  # noqa: BLE001 — a model that needs other inputs is reported, not timed
             cause = err.__cause__ or err  # Hydra wraps the constructor's error
@@ -102,9 +108,8 @@ def main() -> None:
             continue
         print(f"| {name} | {model.num_parameters():,} | {rate:,.0f} |", flush=True)
 
-    cfg = OmegaConf.load(CONFIGS / "deepfm.yaml")
     torch.manual_seed(0)
-    model = build_model(cfg, fm)
+    model = build_model(model_config("deepfm"), fm)
     rates: dict[str, list[float]] = {"bare forward loop": [], "CTRModule validate": []}
     for _ in range(args.repeats):
         rates["bare forward loop"].append(bare_samples_per_s(model, batches, 1))
