@@ -101,6 +101,7 @@ def blocks(batch: int, fields: int, dim: int, repeats: int) -> None:
     cases = [
         ("CIN [128, 128, 128]", CIN(fields, [128, 128, 128], False), cin_before),
         ("CIN [128, 128, 128], split half", CIN(fields, [128, 128, 128], True), cin_before),
+        ("CIN [64, 64] (DynInt Table 1 at scale=default)", CIN(fields, [64, 64], False), cin_before),
         ("bilinear field_all", BilinearInteraction(fields, dim, "field_all"), bilinear_before),
         ("bilinear field_each", BilinearInteraction(fields, dim, "field_each"), bilinear_before),
         ("bilinear field_interaction", BilinearInteraction(fields, dim, "field_interaction"), bilinear_before),
