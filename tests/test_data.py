@@ -10,7 +10,7 @@ import torch
 
 from ctrlab.data import cache
 from ctrlab.data.cache import SplitArrays
-from ctrlab.data.datamodule import BatchLoader, CTRDataModule
+from ctrlab.data.datamodule import BatchLoader, CTRDataModule, choose_resident, resident_split
 from ctrlab.data.schema import FeatureMap, Field
 from ctrlab.data.synthetic import threshold_encode
 from ctrlab.nn.embedding import FeatureEmbedding
@@ -87,6 +87,68 @@ def test_ddp_shards_are_disjoint_and_equal_in_length(tmp_path, world):
     assert len({len(s) for s in shards}) == 1
     starts = [tuple(b["ids"][0].tolist()) + (float(b["label"][0]),) for s in shards for b in s]
     assert len(starts) == len(set(starts))
+
+
+def test_device_resident_split_serves_the_same_batches_in_the_same_order(tmp_path):
+    """data.resident=device on CPU: the split copied whole into tensors, batches cut from them; they must equal the
+    memory-mapped loader's, value for value and dtype for dtype, in the same shuffled order for the same seed."""
+    _, splits = cache.load(cache.prepare(small(), tmp_path))
+    values = np.random.default_rng(0).random(splits["train"].ids.shape, dtype=np.float32)  # numeric fields too
+    arrays = SplitArrays(ids=splits["train"].ids, labels=splits["train"].labels, values=values)
+    resident = resident_split(arrays, "device", torch.device("cpu"))
+    assert isinstance(resident.ids, torch.Tensor) and resident.ids.dtype == torch.int32  # the cache's dtype
+    for shuffle, world in [(True, 1), (False, 1), (True, 2)]:
+        host = [BatchLoader(arrays, 128, shuffle, seed=3, rank=r, world_size=world) for r in range(world)]
+        dev = [BatchLoader(resident, 128, shuffle, seed=3, rank=r, world_size=world) for r in range(world)]
+        for h, d in zip(host, dev, strict=True):
+            h.set_epoch(1), d.set_epoch(1)
+            pairs = list(zip(h, d, strict=True))
+            assert len(pairs) == len(h) > 0
+            for a, b in pairs:
+                assert a.keys() == b.keys() == {"ids", "label", "values"}
+                for key in a:
+                    assert a[key].dtype == b[key].dtype and torch.equal(a[key], b[key]), key
+
+
+def test_evaluation_shards_cover_every_row_once():
+    arrays = SplitArrays(ids=np.arange(1050, dtype=np.int32).reshape(-1, 1), labels=np.zeros(1050, np.float32))
+    for batch_size, world in [(100, 1), (100, 2), (100, 3), (100, 4), (4096, 2)]:  # 4096: one batch, two ranks
+        shards = [BatchLoader(arrays, batch_size, False, rank=r, world_size=world, even=False) for r in range(world)]
+        served = [[b["ids"].numpy().ravel() for b in s] for s in shards]
+        assert [len(s) for s in shards] == [len(batches) for batches in served]
+        assert all(len(batches) > 0 and all(len(b) <= batch_size for b in batches) for batches in served)
+        rows = np.concatenate([b for batches in served for b in batches])
+        assert rows.tolist() == list(range(1050))  # every row once, the ranks' shards in order
+
+
+def test_resident_mode_is_resolved_for_the_device(tmp_path):
+    _, splits = cache.load(cache.prepare(small(), tmp_path))
+    cpu = torch.device("cpu")
+    assert choose_resident("auto", cpu, splits) == "host"  # on CPU the memory map is already host memory
+    assert choose_resident("device", cpu, splits) == "device"
+    with pytest.raises(ValueError, match="data.resident = 'pinned' copies batches to a GPU"):
+        choose_resident("pinned", cpu, splits)
+    with pytest.raises(ValueError, match=r"data.resident = 'gpu' is not one of \['auto', 'host'"):
+        CTRDataModule(small(), str(tmp_path), 256, 1000, seed=0, resident="gpu")
+    dm = CTRDataModule(small(), str(tmp_path), batch_size=256, eval_batch_size=1000, seed=0, resident="device")
+    dm.prepare_data()
+    dm.setup()
+    assert isinstance(dm.train_dataloader().arrays.ids, torch.Tensor)
+    assert dm.train_dataloader().arrays is dm.train_dataloader().arrays  # copied once, not per loader
+    assert sum(len(b["label"]) for b in dm.test_dataloader()) == 400
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.parametrize("where", ["device", "pinned"])
+def test_gpu_resident_batches_equal_the_host_loader(tmp_path, where):
+    _, splits = cache.load(cache.prepare(small(), tmp_path))
+    gpu = torch.device("cuda")
+    resident = resident_split(splits["train"], where, gpu)
+    assert resident.ids.is_pinned() if where == "pinned" else resident.ids.is_cuda
+    host = BatchLoader(splits["train"], 128, True, seed=3)
+    dev = BatchLoader(resident, 128, True, seed=3, device=gpu)
+    for a, b in zip(host, dev, strict=True):
+        assert all(b[k].is_cuda and torch.equal(a[k], b[k].cpu()) for k in a)
 
 
 def test_datamodule_prepares_and_serves_splits(tmp_path):

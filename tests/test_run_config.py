@@ -26,6 +26,8 @@ from tests.test_train import FAST, make_cfg
         ("trainer.val_check_interval=1.5", "`trainer.val_check_interval` = 1.5"),
         ("ckpt_path=/no/such.ckpt", "`ckpt_path` = '/no/such.ckpt': no such checkpoint file"),
         ("+model.no_such_key=3", "DeepFM has no argument `model.no_such_key` (it takes: embedding_dim, "),
+        ("data.resident=gpu", "`data.resident` = 'gpu': Input should be 'auto', 'host', 'device' or 'pinned'"),
+        ("compile=maybe", "`compile` = 'maybe': Input should be a valid boolean"),
     ],
 )
 def test_a_bad_value_stops_the_run_before_any_work_naming_key_and_value(tmp_path, override, said):

@@ -152,6 +152,32 @@ def test_ddp_two_cpu_processes_over_gloo(tmp_path):
     assert 0.0 < metrics["test/auc"] < 1.0
 
 
+@pytest.mark.slow
+def test_ddp_evaluation_is_sharded_and_equals_one_process(tmp_path):
+    """Two gloo ranks score disjoint shards that cover the split (valid 600 rows, test 1200, in batches of 70),
+    and the gathered AUC and log loss equal one process scoring everything."""
+    from ctrlab.data import cache
+    from tests.ddp_eval import SOURCE
+    from tests.helpers import synthetic_source
+
+    cache.prepare(synthetic_source(**SOURCE), tmp_path / "cache")  # built once, before the ranks open it
+    results = {}
+    for devices in (1, 2):
+        out = tmp_path / f"ddp{devices}.json"
+        done = run_module("tests.ddp_eval", str(tmp_path / "cache"), str(devices), str(out), timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        results[devices] = [json.loads(Path(f"{out}.rank{r}").read_text()) for r in range(devices)]
+    (one,), (rank0, rank1) = results[1], results[2]
+    assert one["rows"] == {"val": 600, "test": 1200}
+    for stage in ("val", "test"):
+        assert rank0["rows"][stage] + rank1["rows"][stage] == one["rows"][stage]
+        assert 0 < rank1["rows"][stage] < one["rows"][stage]
+    for ranked in (rank0, rank1):
+        assert ranked["metrics"].keys() == one["metrics"].keys()
+        for key, value in one["metrics"].items():
+            assert ranked["metrics"][key] == pytest.approx(value, abs=1e-6), key
+
+
 def test_one_optimizer_per_named_parameter_family(tiny_feature_map):
     from omegaconf import OmegaConf
 

@@ -49,6 +49,7 @@ class RunKeys(_Keys):
     tags: list[str] = []
     monitor: Literal["auc", "logloss", "auc_minus_logloss"] = "auc"
     standin: Literal["interactions", "dynamic", "memorize", "functions", "context"] = "interactions"
+    compile: bool = False
 
 
 class RareValueGroupKeys(_Keys):
@@ -62,6 +63,8 @@ class DataKeys(_Keys):
     num_rows: Positive | None = None
     paper_dataset: str
     test_group: RareValueGroupKeys | None = None  # score the test split on one group only (data/datamodule.py)
+
+    resident: Literal["auto", "host", "device", "pinned"] = "auto"
 
 
 class TrainerKeys(_Keys):

@@ -148,6 +148,8 @@ def build_datamodule(cfg: DictConfig) -> CTRDataModule:
         crosses=_cross_spec(cfg),
         verify=cfg.paths.cache_verify,
         test_group=None if group is None else RareValueGroup(group.field, group.fewer_than),
+
+        resident=cfg.data.get("resident", "auto"),  # where a split lives while served (ctrlab.data.datamodule)
     )
     datamodule.prepare_data()
     datamodule.setup()
@@ -201,6 +203,8 @@ def _train(cfg: DictConfig, output_dir: Path, metrics: dict[str, Any], loggers: 
     datamodule = build_datamodule(cfg)
     fm = datamodule.feature_map
     model = build_model(cfg.model, fm)  # model.architecture=<architecture.json>: the artifact's decisions
+    if cfg.get("compile"):  # torch.compile of the model's forward, in place: the state dict keeps its keys
+        model.compile()
     # the LightningModule is a config choice (configs/module/); config + feature map make its checkpoints rebuildable
     module = instantiate(cfg.module, _partial_=True)(model=model, optimizer=cfg.optimizer, config=cfg, feature_map=fm)
 

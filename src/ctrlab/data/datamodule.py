@@ -3,14 +3,23 @@
 Batches are cut by slicing (or fancy-indexing) the arrays, never by a per-row ``__getitem__`` + collate:
 on CPU that path is 5-10x slower. Cached train rows are already in random order (the sources write
 them shuffled), so an epoch visits the batches in a fresh random order of their starts.
+
+``data.resident`` says where a split lives while it is served (``resident_split``): ``host`` reads the cache's
+memory map batch by batch (numpy -> torch on the host, then Lightning copies each batch to the device);
+``device`` copies the whole split once onto the trainer's device and cuts every batch there (no per-batch host
+work); ``pinned`` keeps it whole in page-locked host memory and copies each batch with ``non_blocking`` (a GPU
+split too large for the device); ``auto`` is ``device`` on a GPU when the splits fit in a share of its free
+memory, else ``pinned`` there, and ``host`` on CPU. Every mode serves the same batches in the same order.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pytorch_lightning as pl
@@ -25,6 +34,38 @@ from ctrlab.data.schema import FeatureMap
 # bag_ids [B, F_bag, L] int64 + bag_lengths [B, F_bag] int64 (multi-valued / sequence fields, 0-padded),
 # cross_ids [B, P] int64 (cross-product features)
 Batch = dict[str, torch.Tensor]
+
+Resident = Literal["auto", "host", "device", "pinned"]
+RESIDENT = ("auto", "host", "device", "pinned")
+_NUMPY = {torch.int64: np.int64, torch.float32: np.float32}
+DEVICE_SHARE = 0.5  # auto: a GPU holds the splits if they take at most this share of its free memory
+
+
+def resident_split(arrays: SplitArrays, where: Literal["device", "pinned"], device: torch.device) -> SplitArrays:
+    """The split copied whole into torch tensors, in the cache's dtypes: on ``device`` (``device``) or in
+    page-locked host memory (``pinned``, needs CUDA). ``BatchLoader`` then cuts batches from these tensors."""
+
+    def move(array: np.ndarray | None) -> torch.Tensor | None:
+        if array is None:
+            return None
+        tensor = torch.from_numpy(np.array(array))  # read the memory map once, into writable memory
+        return tensor.pin_memory() if where == "pinned" else tensor.to(device)
+
+    return SplitArrays(**{f.name: move(getattr(arrays, f.name)) for f in dataclasses.fields(SplitArrays)})
+
+
+def choose_resident(resident: Resident, device: torch.device, splits: dict[str, SplitArrays]) -> str:
+    """``data.resident`` for this device: ``auto`` resolved (see the module docstring), the others checked."""
+    if resident == "pinned" and device.type != "cuda":
+        raise ValueError(f"data.resident = 'pinned' copies batches to a GPU; the trainer's device is {device}")
+    if resident != "auto":
+        return resident
+    if device.type != "cuda":
+        return "host"
+    arrays = [getattr(split, f.name) for split in splits.values() for f in dataclasses.fields(split)]
+    size = sum(a.nbytes for a in arrays if a is not None)
+    free, _ = torch.cuda.mem_get_info(device)
+    return "device" if size <= DEVICE_SHARE * free else "pinned"
 
 
 @dataclass(frozen=True)
@@ -71,6 +112,13 @@ class RareValueGroup:
 class BatchLoader:
     """Iterates over one split in whole batches; shards by rank under DDP.
 
+    The split is numpy arrays (memory-mapped; batches cut on the host) or torch tensors from ``resident_split``
+    (batches cut where they live and sent to ``device`` with ``non_blocking``, then cast there).
+    ``even=True`` (training): the epoch's batch starts are dealt to the ranks in turn, each rank the same number
+    (the gradient all-reduce must stay in step: the last ``len % world_size`` batches of an epoch's order are
+    left out). ``even=False`` (evaluation): each rank takes a contiguous share of the rows, every row once, so
+    that no rank is left without a batch when the split is a single batch long.
+
     A shuffled loader visits the batch starts in a permutation drawn from ``(seed, epoch)``. The epoch is the
     trainer's (``epoch_of``, given by ``CTRDataModule``), so the order depends on the epoch counter a resumed run
     restores and never on how often the loader was iterated in this process; a plain loop calls ``set_epoch``.
@@ -88,14 +136,18 @@ class BatchLoader:
         rank: int = 0,
         world_size: int = 1,
         epoch_of: Callable[[], int] | None = None,
+        even: bool = True,
+        device: torch.device | str = "cpu",
     ) -> None:
         self.arrays, self.batch_size, self.shuffle = arrays, batch_size, shuffle
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch, self.epoch_of = 0, epoch_of
-        starts = np.arange(0, len(arrays), batch_size)
-        # every rank gets the same number of batches so that DDP's collectives stay in step
-        self.num_batches = len(starts) // world_size if world_size > 1 else len(starts)
-        self.starts = starts
+        self.device, self.even = torch.device(device), even
+        n = len(arrays)
+        # the rows this loader cuts batches from: all of them, or (evaluation) this rank's share
+        first, self.stop = (0, n) if even else (rank * n // world_size, (rank + 1) * n // world_size)
+        self.starts = np.arange(first, self.stop, batch_size)
+        self.num_batches = len(self.starts) // world_size if even else len(self.starts)
         self.served = 0  # batches served so far in the current epoch
         self._resume_at: tuple[int, int] | None = None  # (epoch, batches served) from a checkpoint
 
@@ -112,11 +164,12 @@ class BatchLoader:
             if self._resume_at is not None and self._resume_at[0] == self.epoch:
                 skip = self._resume_at[1]  # resumed mid-epoch: the first `skip` batches were trained before
             self._resume_at = None
-        starts = starts[self.rank :: self.world_size][: self.num_batches]
+        if self.even:
+            starts = starts[self.rank :: self.world_size][: self.num_batches]
         self.served = skip
         for s in starts[skip:]:
             self.served += 1
-            yield self.batch(slice(s, s + self.batch_size))
+            yield self.batch(slice(s, min(s + self.batch_size, self.stop)))
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch whose order the next iteration visits (plain loops; under Lightning, ``epoch_of``)."""
@@ -132,18 +185,20 @@ class BatchLoader:
 
     def batch(self, rows: slice | np.ndarray) -> Batch:
         a = self.arrays
-        out = {
-            "ids": torch.from_numpy(np.asarray(a.ids[rows], dtype=np.int64)),
-            "label": torch.from_numpy(np.array(a.labels[rows], dtype=np.float32)),
-        }
+        out = {"ids": self._cut(a.ids, rows, torch.int64), "label": self._cut(a.labels, rows, torch.float32)}
         if a.values is not None:
-            out["values"] = torch.from_numpy(np.array(a.values[rows], dtype=np.float32))
+            out["values"] = self._cut(a.values, rows, torch.float32)
         if a.bags is not None:
-            bags = torch.from_numpy(np.asarray(a.bags[rows], dtype=np.int64))
+            bags = self._cut(a.bags, rows, torch.int64)
             out["bag_ids"], out["bag_lengths"] = bags, (bags != 0).sum(dim=-1)
         if a.crosses is not None:
-            out["cross_ids"] = torch.from_numpy(np.asarray(a.crosses[rows], dtype=np.int64))
+            out["cross_ids"] = self._cut(a.crosses, rows, torch.int64)
         return out
+
+    def _cut(self, array: np.ndarray | torch.Tensor, rows: slice | np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+        if isinstance(array, torch.Tensor):  # resident: cut where the split lives, cast where the model runs
+            return array[rows].to(self.device, non_blocking=True).to(dtype)
+        return torch.from_numpy(np.array(array[rows], dtype=_NUMPY[dtype]))  # a copy: the memory map is read-only
 
 
 class CTRDataModule(pl.LightningDataModule):
@@ -157,9 +212,15 @@ class CTRDataModule(pl.LightningDataModule):
         crosses: CrossSpec | None = None,
         verify: str = "cheap",
         test_group: RareValueGroup | None = None,
+
+        resident: Resident = "auto",
     ) -> None:
         super().__init__()
         cache.check_verify(verify)
+        if resident not in RESIDENT:
+            raise ValueError(f"data.resident = {resident!r} is not one of {list(RESIDENT)}")
+        self.resident = resident
+        self._served: dict[tuple[str, torch.device], SplitArrays] = {}  # as the loaders serve them, by device
         self.source = source
         self.crosses = crosses
         self.test_group = test_group
@@ -191,17 +252,29 @@ class CTRDataModule(pl.LightningDataModule):
     def _loader(self, split: str, train: bool) -> BatchLoader:
         trainer = self.trainer  # None outside a Trainer (e.g. in tests)
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
         return BatchLoader(
-            self.splits[split],
+            self._split(split, device),
             self.batch_size if train else self.eval_batch_size,
             # overfit_batches must see the same batches every epoch; Lightning unshuffles only its own DataLoader
             shuffle=train and not (trainer is not None and trainer.overfit_batches > 0),
             seed=self.seed,
-            # evaluation is not sharded: every rank scores the whole split, so metrics need no gathering
-            rank=rank if train else 0,
-            world_size=world if train else 1,
+            # evaluation is sharded too (every row scored once, on one rank); CTRModule gathers its metrics
+            rank=rank,
+            world_size=world,
             epoch_of=(lambda: trainer.current_epoch) if train and trainer is not None else None,
+            even=train,
+            device=device,
         )
+
+    def _split(self, split: str, device: torch.device) -> SplitArrays:
+        """The split as the loaders serve it: copied whole to ``device`` or pinned memory once (``data.resident``)
+        and kept for the next loader, or the memory-mapped arrays as they are."""
+        if (split, device) not in self._served:
+            where = choose_resident(self.resident, device, self.splits)
+            arrays = self.splits[split]
+            self._served[split, device] = arrays if where == "host" else resident_split(arrays, where, device)
+        return self._served[split, device]
 
     def train_dataloader(self) -> BatchLoader:
         return self._loader("train", train=True)

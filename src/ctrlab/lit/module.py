@@ -78,20 +78,21 @@ class CTRModule(pl.LightningModule):
         )
         self.automatic_optimization = False
         self.model = model
-        # every rank scores the whole eval split (see CTRDataModule), so no cross-rank sync is needed
+        # under DDP each rank scores its shard of the eval split (CTRDataModule); compute() gathers the shards:
+        # AUROC's and GAUC's scores and labels are concatenated, the log loss's sum and count are summed
         for stage in ("val", "test"):
-            setattr(self, f"{stage}_auc", BinaryAUROC(sync_on_compute=False))
-            setattr(self, f"{stage}_logloss", MeanMetric(sync_on_compute=False))
+            setattr(self, f"{stage}_auc", BinaryAUROC())
+            setattr(self, f"{stage}_logloss", MeanMetric())
         # GAUC groups by the user id; an OOV or missing id stands for several users and is left out
         self.user_column = user_column(feature_map) if feature_map is not None else None
         if self.user_column is not None:
             self.user_oov = feature_map.scalar_fields[self.user_column].oov_id
             for stage in ("val", "test"):
-                setattr(self, f"{stage}_gauc", GroupAUC(sync_on_compute=False))
+                setattr(self, f"{stage}_gauc", GroupAUC())
         self.group_columns = group_columns(feature_map) if feature_map is not None else None
-        if self.group_columns is not None:
+        if self.group_columns is not None:  # synced across ranks, as the other metrics (sharded evaluation)
             self.group_auc = nn.ModuleDict(
-                {f"{stage}_{name}": BinaryAUROC(sync_on_compute=False) for stage in ("val", "test") for name in GROUPS}
+                {f"{stage}_{name}": BinaryAUROC() for stage in ("val", "test") for name in GROUPS}
             )
         self.samples_seen = 0
 

@@ -23,16 +23,20 @@ class BilinearInteraction(nn.Module):
     def __init__(self, num_fields: int, dim: int, kind: BilinearType) -> None:
         super().__init__()
         rows, cols = pair_indices(num_fields)
-        which = {"field_all": torch.zeros_like(rows), "field_each": rows, "field_interaction": torch.arange(len(rows))}
-        if kind not in which:
-            raise ValueError(f"bilinear type must be one of {sorted(which)}; got {kind!r}")
-        count = {"field_all": 1, "field_each": num_fields, "field_interaction": len(rows)}[kind]
-        self.weight = nn.Parameter(torch.randn(count, dim, dim) * dim**-0.5)
+        count = {"field_all": 1, "field_each": num_fields, "field_interaction": len(rows)}
+        if kind not in count:
+            raise ValueError(f"bilinear type must be one of {sorted(count)}; got {kind!r}")
+        self.per_pair = kind == "field_interaction"
+        self.weight = nn.Parameter(torch.randn(count[kind], dim, dim) * dim**-0.5)
         self.register_buffer("rows", rows, persistent=False)  # [P]
         self.register_buffer("cols", cols, persistent=False)  # [P]
-        self.register_buffer("which", which[kind], persistent=False)  # the W of each pair: [P]
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
-        v_i, v_j = v.index_select(1, self.rows), v.index_select(1, self.cols)  # [B, P, D] each
-        w = self.weight.index_select(0, self.which)  # the W of each pair: [P, D, D]
-        return torch.einsum("bpd,pde->bpe", v_i, w) * v_j  # (v_i · W) ⊙ v_j: [B, P, D]
+        # field_all / field_each: v_i · W is the same for every pair that starts at field i, so it is computed
+        # once per field (F products, not P) and then picked per pair
+        left = v.index_select(1, self.rows) if self.per_pair else v  # [B, P or F, D]
+        # one batched matmul over the pairs (fields); a single W broadcasts: [P or F, B, D] @ [P or F or 1, D, D]
+        vw = torch.matmul(left.transpose(0, 1), self.weight).transpose(0, 1)  # v_i · W: [B, P or F, D]
+        if not self.per_pair:
+            vw = vw.index_select(1, self.rows)  # [B, P, D]
+        return vw * v.index_select(1, self.cols)  # (v_i · W) ⊙ v_j: [B, P, D]

@@ -40,15 +40,29 @@ class CIN(nn.Module):
         self.out_dim = sum(layer_sizes) - sum(fed) if split_half else sum(layer_sizes)
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
+        """Maps that only reach the output (the last layer's; with ``split_half`` also the output half of the
+        others) are never built: their pooled value is exact from the pooled outer products, since
+
+            p^k_h = sum_d X^k_{h,d} = sum_{i,j} W^{k,h}_{ij} S_{ij},   S_{ij} = sum_d X^{k-1}_{i,d} X^0_{j,d},
+
+        which costs H_k H_{k-1} m per row instead of H_k H_{k-1} m D (D times less; the last layer is a third
+        of a 3-layer CIN's work). Maps that feed the next layer are built as in eq. 6, one matmul per layer.
+        """
         x = x0  # X^0: [B, m, D]
         pooled = []
         last = len(self.weights) - 1
         for k, w in enumerate(self.weights):
-            # Z_{(i,j),*} = X^{k-1}_{i,*} ∘ X^0_{j,*}, every pair (i, j) of the two layers: [B, H_{k-1}*m, D]
-            z = (x.unsqueeze(2) * x0.unsqueeze(1)).flatten(1, 2)
-            x = w @ z  # X^k: [B, H_k, D]
-            direct = x
-            if self.split_half and k < last:
-                x, direct = x.chunk(2, dim=1)  # [B, H_k/2, D] each: to the next layer, to the output
-            pooled.append(direct.sum(dim=-1))  # p^k: [B, H_k] or [B, H_k/2]
+            # how many of this layer's maps the next layer sees: the first H_k/2 with split_half, none in the last
+            fed = 0 if k == last else (w.shape[0] // 2 if self.split_half else w.shape[0])
+            if fed:
+                # Z_{(i,j),*} = X^{k-1}_{i,*} ∘ X^0_{j,*}, every pair (i, j) of the two layers: [B, H_{k-1}*m, D]
+                z = (x.unsqueeze(2) * x0.unsqueeze(1)).flatten(1, 2)
+                maps = w[:fed] @ z  # eq. 6 for the maps the next layer sees: [B, fed, D]
+            if fed < w.shape[0]:  # output-only maps, pooled without being built
+                s = (x @ x0.transpose(1, 2)).flatten(1)  # S: [B, H_{k-1}*m]
+                pooled.append(s @ w[fed:].t())  # p^k: [B, H_k - fed]
+            else:
+                pooled.append(maps.sum(dim=-1))  # eq. 7, p^k: [B, H_k]
+            if fed:
+                x = maps
         return torch.cat(pooled, dim=1)  # p^+: [B, out_dim]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 AttentionVariant = Literal["paper", "authors_code"]
@@ -52,8 +53,9 @@ class InteractingLayer(nn.Module):
     def forward(self, e: torch.Tensor) -> torch.Tensor:
         act = self.projection_activation
         q, k, v = (self._heads(act(proj(e))) for proj in (self.query, self.key, self.value))  # [B, H, M, d'] each
-        alpha = torch.softmax(self.scale * (q @ k.transpose(-1, -2)), dim=-1)  # [B, H, M, M]
-        out = (alpha @ v).transpose(1, 2).flatten(2)  # heads concatenated: [B, M, H*d']
+        # sum_k softmax_k(scale <q_m, k_k>) v_k in one fused kernel, which never stores alpha [B, H, M, M]
+        attended = F.scaled_dot_product_attention(q, k, v, scale=self.scale)  # [B, H, M, d']
+        out = attended.transpose(1, 2).flatten(2)  # heads concatenated: [B, M, H*d']
         if self.residual is not None:
             out = out + act(self.residual(e))
         return self.norm(torch.relu(out))
