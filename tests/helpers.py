@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -55,6 +56,32 @@ def random_batch(fm: FeatureMap, batch_size: int = 32, seed: int = 0, values: bo
     return batch
 
 
+def train_epochs(
+    model: CTRModel,
+    splits: dict[str, SplitArrays],
+    optimizers: list[torch.optim.Optimizer],
+    epochs: int,
+    batch_size: int = 512,
+    seed: int = 0,
+) -> Iterator[int]:
+    """Joint training in a plain loop, as ``CTRModule`` does it: every optimizer steps on each training batch's
+    loss (BCE + the model's regularization terms). Yields each finished epoch's number, so a caller can score or
+    ``derive()`` between epochs."""
+    train = BatchLoader(splits["train"], batch_size, shuffle=True, seed=seed)
+    for epoch in range(epochs):
+        model.train()
+        train.set_epoch(epoch)
+        for batch in train:
+            bce, terms = training_loss(model, batch)
+            loss = bce + sum(terms.values())
+            for opt in optimizers:
+                opt.zero_grad()
+            loss.backward()
+            for opt in optimizers:
+                opt.step()
+        yield epoch
+
+
 def fit_and_auc(
     model: CTRModel,
     splits: dict[str, SplitArrays],
@@ -62,22 +89,15 @@ def fit_and_auc(
     lr: float = 3e-3,
     batch_size: int = 512,
     seed: int = 0,
+    optimizers: list[torch.optim.Optimizer] | None = None,
 ) -> float:
-    """Train with Adam in a plain loop; return the best test AUC over epochs (fixed seeds)."""
+    """Train in a plain loop (``train_epochs``; Adam at ``lr`` unless ``optimizers`` are given); return the best
+    test AUC over epochs (fixed seeds)."""
     torch.manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    train = BatchLoader(splits["train"], batch_size, shuffle=True, seed=seed)
+    optimizers = optimizers or [torch.optim.Adam(model.parameters(), lr=lr)]
     test = BatchLoader(splits["test"], len(splits["test"]), shuffle=False).batch(slice(None))
     best = 0.0
-    for epoch in range(epochs):
-        model.train()
-        train.set_epoch(epoch)
-        for batch in train:
-            bce, terms = training_loss(model, batch)
-            loss = bce + sum(terms.values())
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    for _ in train_epochs(model, splits, optimizers, epochs, batch_size, seed):
         model.eval()
         with torch.no_grad():
             best = max(best, binary_auroc(torch.sigmoid(model(test)), test["label"].long()).item())

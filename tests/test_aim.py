@@ -10,7 +10,6 @@ import torch
 from scipy.stats import spearmanr
 
 from ctrlab.data import cache
-from ctrlab.data.datamodule import BatchLoader
 from ctrlab.models.aim import AIM, DIM_SPACE, SPACE
 from ctrlab.models.autofis import AutoFIS
 from ctrlab.models.deepfm import DeepFM
@@ -18,7 +17,7 @@ from ctrlab.models.pnn import PNN
 from ctrlab.nn.interaction_functions import FUNCTIONS
 from ctrlab.optim import GRDA
 from ctrlab.search.high_order import all_pairs, combine
-from tests.helpers import random_batch, synthetic_source
+from tests.helpers import random_batch, synthetic_source, train_epochs
 from tests.test_models_any_data import rich_batch, rich_feature_map
 
 
@@ -226,17 +225,8 @@ def fit(model, splits, epochs: int, c: float) -> None:
     """Adam (lr 3e-3) for the weights, GRDA (γ = 1, μ = 0.6, Avazu's) for the `arch` family, batch 1024."""
     groups = model.parameter_groups()
     opts = [torch.optim.Adam(groups["embedding"] + groups["dense"], lr=3e-3), GRDA(groups["arch"], lr=1.0, c=c, mu=0.6)]
-    train = BatchLoader(splits["train"], 1024, shuffle=True, seed=0)
-    for epoch in range(epochs):
-        model.train()
-        train.set_epoch(epoch)
-        for batch in train:
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(batch), batch["label"])
-            for opt in opts:
-                opt.zero_grad()
-            loss.backward()
-            for opt in opts:
-                opt.step()
+    for _ in train_epochs(model, splits, opts, epochs, batch_size=1024):
+        pass
 
 
 @pytest.mark.slow

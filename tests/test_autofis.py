@@ -8,12 +8,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from ctrlab.data.datamodule import BatchLoader
 from ctrlab.lit.module import CTRModule
 from ctrlab.models.autofis import AutoFIS
 from ctrlab.optim import GRDA
 from ctrlab.search.space import SearchableModel
-from tests.helpers import ROOT, random_batch
+from tests.helpers import ROOT, random_batch, train_epochs
 
 
 def autofis(feature_map, architecture=None, mlp_hidden=(8,)) -> AutoFIS:
@@ -107,17 +106,8 @@ def test_search_recovers_the_planted_pairs(synthetic_pairs):
         torch.optim.Adam(groups["embedding"] + groups["dense"], lr=3e-3),
         GRDA(groups["arch"], lr=1.0, c=0.05, mu=0.6),
     ]
-    train = BatchLoader(splits["train"], 1024, shuffle=True, seed=0)
-    for epoch in range(3):
-        model.train()
-        train.set_epoch(epoch)
-        for batch in train:
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(batch), batch["label"])
-            for opt in opts:
-                opt.zero_grad()
-            loss.backward()
-            for opt in opts:
-                opt.step()
+    for _ in train_epochs(model, splits, opts, epochs=3, batch_size=1024):
+        pass
     kept = {tuple(p) for p, d in zip(model.pairs.tolist(), model.derive()["interaction"], strict=True) if d == "keep"}
     planted = {tuple(p) for p in feature_map.extra["planted"]["pairs"]}
     others = len(model.pairs) - len(planted)

@@ -8,10 +8,7 @@ import itertools
 
 import pytest
 import torch
-from torchmetrics.functional.classification import binary_auroc
 
-from ctrlab.data.datamodule import BatchLoader
-from ctrlab.lit.module import training_loss
 from ctrlab.models.autogroup import AutoGroup
 from ctrlab.models.dnn import DNN
 from ctrlab.nn.feature_group import FeatureGroupInteraction, sample_membership
@@ -170,26 +167,9 @@ def test_bad_settings_name_the_key(tiny_feature_map, overrides, message):
 def search_auc(model: AutoGroup, splits, epochs: int, seed: int) -> float:
     """The released search loop's two optimizers in one step: Adam 3e-3 for the network, Adam 1e4 for the
     structure logits (struct_lr); the best test AUC over epochs, as ``fit_and_auc``."""
-    torch.manual_seed(seed)
     groups = model.parameter_groups()
     opts = [torch.optim.Adam(groups["embedding"] + groups["dense"], lr=3e-3), torch.optim.Adam(groups["arch"], lr=1e4)]
-    train = BatchLoader(splits["train"], 512, shuffle=True, seed=seed)
-    test = BatchLoader(splits["test"], len(splits["test"]), shuffle=False).batch(slice(None))
-    best = 0.0
-    for epoch in range(epochs):
-        model.train()
-        train.set_epoch(epoch)
-        for batch in train:
-            bce, _ = training_loss(model, batch)
-            for opt in opts:
-                opt.zero_grad()
-            bce.backward()
-            for opt in opts:
-                opt.step()
-        model.eval()
-        with torch.no_grad():
-            best = max(best, binary_auroc(torch.sigmoid(model(test)), test["label"].long()).item())
-    return best
+    return fit_and_auc(model, splits, epochs=epochs, seed=seed, optimizers=opts)
 
 
 def test_search_learns_planted_pairs_better_than_a_dnn(synthetic_pairs):

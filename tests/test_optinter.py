@@ -9,15 +9,13 @@ import torch
 
 from ctrlab.data import cache
 from ctrlab.data.crosses import CrossSpec, attach_crosses, prepare_crosses
-from ctrlab.data.datamodule import BatchLoader
 from ctrlab.data.schema import FeatureMap, Field
-from ctrlab.lit.module import training_loss
 from ctrlab.models.optinter import OPTIONS, OptInter
 from ctrlab.nn.combination import MethodCombination
 from ctrlab.nn.gumbel import GumbelMethodSelector
 from ctrlab.nn.mlp import MLP
 from ctrlab.nn.pairs import hadamard_pairs
-from tests.helpers import fit_and_auc, synthetic_source
+from tests.helpers import fit_and_auc, synthetic_source, train_epochs
 
 # --- Gumbel-softmax selector ------------------------------------------------------------------------------------
 
@@ -177,9 +175,7 @@ def test_parameter_count_reflects_the_architecture():
     fm = feature_map()
     mlp = lambda pairs: (16 + 3 * pairs) * 16 + 16 + 2 * 16 + 16 + 1  # noqa: E731  Linear, LayerNorm, Linear
     orig, factor, cross = 26 * 4, 26 * 3, sum(range(10, 16)) * 3  # E^o, the factorization table, all of E^m
-    counts = {
-        a: OptInter(fm, **SMALL, architecture=a).num_parameters() for a in ("memorize", "factorize", "naive")
-    }
+    counts = {a: OptInter(fm, **SMALL, architecture=a).num_parameters() for a in ("memorize", "factorize", "naive")}
     assert counts == {"memorize": orig + cross + mlp(6), "factorize": orig + factor + mlp(6), "naive": orig + mlp(0)}
     mixed = OptInter(fm, **SMALL, architecture={"pair_method": ["memorize"] + ["factorize"] * 5}).num_parameters()
     assert mixed == orig + 10 * 3 + factor + mlp(6)
@@ -221,20 +217,7 @@ def search(fm, splits, epochs: int, lr_a: float) -> dict[str, list[str]]:
     model = OptInter(fm, **NET)
     groups = model.parameter_groups()
     opts = [torch.optim.Adam(ps, lr=lr_a if name == "arch" else 3e-3) for name, ps in groups.items()]
-    train = BatchLoader(splits["train"], 512, shuffle=True, seed=0)
-    derived = []
-    for epoch in range(epochs):
-        model.train()
-        train.set_epoch(epoch)
-        for b in train:
-            bce, _ = training_loss(model, b)
-            for opt in opts:
-                opt.zero_grad()
-            bce.backward()
-            for opt in opts:
-                opt.step()
-        derived.append(model.derive())
-    return derived
+    return [model.derive() for _ in train_epochs(model, splits, opts, epochs)]
 
 
 @pytest.fixture(scope="module")
