@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import polars as pl
 import pytest
 import yaml
 from scipy import stats
@@ -16,7 +17,15 @@ from ctrlab.report.__main__ import main
 from ctrlab.report.collect import collect
 from ctrlab.report.figures import write_figure
 from ctrlab.report.paper import Significance, dataset_name, get_table, load_papers
-from ctrlab.report.tables import Cell, _mark_significance, build_table, render_markdown
+from ctrlab.report.tables import (
+    Cell,
+    _mark_significance,
+    _value,
+    build_table,
+    column_name,
+    params_unit,
+    render_markdown,
+)
 from ctrlab.report.truth import get_claims
 from tests.helpers import ROOT
 
@@ -705,3 +714,13 @@ def test_figures_name_the_oracle_on_a_standin(tmp_path):
         "- **Oracle** (the stand-in's true click probability, Criteo test split; dashed): AUC 0.7500, "
         "LogLoss 0.2500" in text
     )
+
+
+def test_parameters_are_counted_and_scaled_as_each_paper_prints_them():
+    """DPN counts parameters without the embedding tables and prints thousands; OptInter counts all, in millions."""
+    runs = pl.DataFrame({"params": [2_000_000], "dense_params": [43_000]})
+    dpn, optinter = get_table("dpn", "table12"), get_table("optinter", "table5")
+    assert (params_unit(dpn), params_unit(optinter)) == ("k", "M")
+    assert runs.select(_value(dpn, "params")).item() == pytest.approx(43.0)
+    assert runs.select(_value(optinter, "params")).item() == pytest.approx(2.0)
+    assert (column_name(dpn, "params"), column_name(optinter, "auc")) == ("Params (k)", "AUC")

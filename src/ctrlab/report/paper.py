@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-METRIC_NAMES = {"auc": "AUC", "logloss": "LogLoss", "params": "Params (M)", "memorize": "Memorize",
+METRIC_NAMES = {"auc": "AUC", "logloss": "LogLoss", "params": "Params", "memorize": "Memorize",
                 "factorize": "Factorize", "naive": "Naïve"}  # fmt: skip
 
 

@@ -43,15 +43,17 @@ from ctrlab.utils import write_text_atomic
 SPLIT = "test"  # the papers print test-set numbers
 SELECT_ON = "val/auc"  # a hyper-parameter grid's point is chosen on the validation split, never on test
 ORACLE_METRICS = ("auc", "logloss")  # what a stand-in's oracle scores; tested for significance
-# what a run measures that a paper table also prints -> the run's column (collect.SCHEMA). Params: the paper
-# prints millions (params_unit M), so ours are divided by 1e6. memorize / factorize / naive: how many field pairs
-# the run's (searched) architecture gave each OptInter method (Table VI)
+# what a run measures that a paper table also prints -> the run's column (collect.SCHEMA). memorize / factorize /
+# naive: how many field pairs the run's (searched) architecture gave each OptInter method (Table VI). Params are
+# counted as the paper counts them (PARAMS_COUNTED) and shown in the unit it prints (its rows' params_unit).
 METRIC_COLUMNS = {"auc": f"{SPLIT}/auc", "logloss": f"{SPLIT}/logloss", "params": "params",
                   "memorize": "arch/memorize", "factorize": "arch/factorize", "naive": "arch/naive",
                   # DPN Table 5: "All" = the whole test split; New / inFreq = lit/behaviour_groups.py
                   "auc_all": f"{SPLIT}/auc", "auc_new": f"{SPLIT}/auc_new",
                   "auc_infreq": f"{SPLIT}/auc_infreq"}  # fmt: skip
-METRIC_SCALE = {"params": 1e-6}
+# DPN leaves the embedding tables out of its parameter counts (Tables 2, 9, 10, 12); OptInter and AIM count all
+PARAMS_COUNTED = {"dpn": "dense_params"}
+PARAMS_UNITS = {"k": 1e3, "M": 1e6}
 COUNT_DECIMALS = 1  # a method count, mean over seeds
 FALLBACK_DECIMALS = 4
 CSV_COLUMNS = (
@@ -132,7 +134,7 @@ class ResultTable:
     planted: dict[str, str | None]  # dataset -> the stand-in's planted mechanism, as its runs record it
     plateaus: dict[tuple[str, str], Plateau]  # (row key, dataset) -> how its runs ended
     claims: dict[str, tuple[ClaimResult, ...]]  # dataset with an oracle -> the table's planted-truth claims there
-    costs: dict[tuple[str, str], tuple[float | None, float | None]]  # (row, dataset) -> dense params, s per epoch
+    costs: dict[tuple[str, str], float | None]  # (row, dataset) -> seconds per epoch
     hardware: str | None  # what the runs' costs were measured on (their environment.json)
     # (row name, dataset) -> mean share of the planted memorized / factorized / no-effect pairs that the row's
     # searched architectures gave the matching method, and how many searches (stand-ins with planted kinds only)
@@ -149,9 +151,25 @@ def _table_metrics(table: PaperTable) -> tuple[str, ...]:
     return metrics
 
 
-def _value(metric: str) -> pl.Expr:
-    """A run's value for a table metric, in the paper's unit."""
-    return pl.col(METRIC_COLUMNS[metric]) * METRIC_SCALE.get(metric, 1)
+def params_unit(table: PaperTable) -> str:
+    """The unit the paper prints its parameter counts in (its rows' ``params_unit``): ``k`` or ``M``."""
+    units = {cell["params_unit"] for row in table.rows for cell in row.values() if isinstance(cell, dict)
+             and cell.get("params_unit")}  # fmt: skip
+    if len(units) > 1:
+        raise ValueError(f"{table.paper} {table.key} prints parameters in several units: {sorted(units)}")
+    return units.pop() if units else "M"
+
+
+def _value(table: PaperTable, metric: str) -> pl.Expr:
+    """A run's value for a table metric, counted as the paper counts it and in the unit it prints."""
+    if metric == "params":
+        return pl.col(PARAMS_COUNTED.get(table.paper, "params")) / PARAMS_UNITS[params_unit(table)]
+    return pl.col(METRIC_COLUMNS[metric])
+
+
+def column_name(table: PaperTable, metric: str) -> str:
+    """A metric's column title; parameters with the paper's unit (``Params (k)``)."""
+    return f"Params ({params_unit(table)})" if metric == "params" else metric_name(metric)
 
 
 def add_derived_rows(runs: pl.DataFrame, derived_rows: dict[str, dict] | None) -> pl.DataFrame:
@@ -361,10 +379,10 @@ def build_table(
             agg
             for m in metrics
             for agg in (
-                _value(m).mean().alias(f"{m}:mean"),
-                _value(m).std().alias(f"{m}:std"),
-                _value(m).count().alias(f"{m}:n"),
-                _value(m).drop_nulls().alias(f"{m}:values"),
+                _value(table, m).mean().alias(f"{m}:mean"),
+                _value(table, m).std().alias(f"{m}:std"),
+                _value(table, m).count().alias(f"{m}:n"),
+                _value(table, m).drop_nulls().alias(f"{m}:values"),
             )
         )
         .iter_rows(named=True)
@@ -447,21 +465,18 @@ def build_table(
     )
 
 
-COST_METRICS = {  # a paper's cost columns -> how our runs measure them
-    "params": "dense parameters (embedding tables excluded, as the paper counts)",
+COST_METRICS = {  # a paper's cost columns -> how our runs measure them (parameters are a column of the table)
     "cpu_seconds_per_epoch": "seconds per epoch",
     "cpu_time_per_epoch": "seconds per epoch",
 }
 
 
-def _costs(runs: pl.DataFrame) -> dict[tuple[str, str], tuple[float | None, float | None]]:
-    """Per (row, dataset): the mean dense parameter count and the mean fit time per epoch (training and its
-    validation passes, ``train_time_s / epochs``) over the row's runs."""
+def _costs(runs: pl.DataFrame) -> dict[tuple[str, str], float | None]:
+    """Per (row, dataset): the mean fit time per epoch (training and its validation passes, ``train_time_s /
+    epochs``) over the row's runs."""
     per_epoch = pl.col("train_time_s") / pl.col("epochs").cast(pl.Float64).clip(lower_bound=1)
-    agg = runs.group_by("model", "paper_dataset").agg(
-        pl.col("dense_params").mean().alias("params"), per_epoch.mean().alias("seconds")
-    )
-    return {(m, d): (p, t) for m, d, p, t in agg.rows()}
+    agg = runs.group_by("model", "paper_dataset").agg(per_epoch.mean().alias("seconds"))
+    return {(m, d): s for m, d, s in agg.rows()}
 
 
 def _hardware(runs: pl.DataFrame) -> str | None:
@@ -478,7 +493,7 @@ def _hardware(runs: pl.DataFrame) -> str | None:
 
 
 def _cost_section(result: ResultTable, dataset: str) -> list[str]:
-    """The paper's cost columns (parameters, CPU seconds per epoch) beside ours, where the table has them."""
+    """The paper's CPU seconds per epoch beside ours, where the table has them."""
     t = result.table
     costs = [m for m in t.metrics if m in COST_METRICS]
     if not costs:
@@ -711,12 +726,16 @@ def render_markdown(result: ResultTable) -> str:
             rows.append(_oracle_row(result, dataset, oracle))
         header = ["Model"]
         for metric in result.metrics:
-            name = metric_name(metric)
+            name = column_name(result.table, metric)
             header += [f"{name} ours", f"{name} paper", f"Δ {name}"]
             header += [f"{name} − oracle"] if oracle is not None and metric in ORACLE_METRICS else []
         rows = [[t.replace("|", "\\|") for t in texts] for texts in rows]
         lines += ["", f"## {dataset_name(dataset)}", "", *_md_table(header, rows)]
-        best = [f"{metric_name(m)} {result.best[dataset, m]}" for m in result.metrics if (dataset, m) in result.best]
+        best = [
+            f"{column_name(result.table, m)} {result.best[dataset, m]}"
+            for m in result.metrics
+            if (dataset, m) in result.best
+        ]
         if best:
             lines += ["", f"Best baseline (ours): {'; '.join(best)}."]
         lines += _cost_section(result, dataset) + _plateau_section(result, dataset) + _claims_section(result, dataset)
