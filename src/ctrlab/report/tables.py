@@ -51,7 +51,8 @@ METRIC_COLUMNS = {"auc": f"{SPLIT}/auc", "logloss": f"{SPLIT}/logloss", "params"
                   # DPN Table 5: "All" = the whole test split; New / inFreq = lit/behaviour_groups.py
                   "auc_all": f"{SPLIT}/auc", "auc_new": f"{SPLIT}/auc_new",
                   "auc_infreq": f"{SPLIT}/auc_infreq",
-                  "fi_ratio_pct": "fi_ratio_pct"}  # fmt: skip  # AIM Table 3: collect.fi_ratio_pct
+                  # AIM Table 3: the kept share of the highest order's interactions (collect.fi_ratio_pct)
+                  "fi_ratio_pct": "fi_ratio_pct"}  # fmt: skip
 METRIC_SCALE = {"params": 1e-6}
 PRIVATE_DATASETS = frozenset({"huawei"})  # AIM's Huawei column: the company's data, not available to anyone else
 COUNT_DECIMALS = 1  # a method count, mean over seeds
@@ -536,7 +537,7 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _decimals(table: PaperTable, dataset: str, metric: str) -> int:
-    counts = METRIC_COLUMNS[metric].startswith("arch/")
+    counts = METRIC_COLUMNS[metric].startswith("arch/") or metric == "fi_ratio_pct"  # a share of counts
     return table.decimals(dataset, metric) or (COUNT_DECIMALS if counts else FALLBACK_DECIMALS)
 
 
