@@ -16,6 +16,7 @@ from hydra import compose, initialize_config_dir
 from scipy.stats import spearmanr
 
 from ctrlab.data.schema import FeatureMap, Field
+from ctrlab.models.autofis import AutoFIS
 from ctrlab.report.collect import collect, fi_ratio_pct
 from ctrlab.reproduce import (
     CONFIGS,
@@ -167,6 +168,14 @@ def test_report_header_gives_the_recovery_and_huawei_is_private(tmp_path):
     assert re.search(r"\| AIM\(2nd\) +\| 0\.8000 \(n=1\) .*\| +40\.0 \(n=1\) \| +16\.0 \|", md), md
     md2 = write_report(experiment_spec("aim/table2"), jobs, "smoke", tmp_path / "t2").read_text()
     assert "*private data*" in md2.split("## Huawei")[1]
+
+
+def test_autofis_refuses_to_search_an_order_whose_pool_is_empty(tiny_feature_map):
+    """Table 3's order-4 chain after an order-3 search that kept nothing: a clear error, not a shape mismatch."""
+    order2 = {"interaction": ["keep"] + ["drop"] * 9}  # one pair of 5 fields: 3 triples, all dropped below
+    with pytest.raises(ValueError, match="no interaction of order 3 is kept, so order 4 has no candidates"):
+        AutoFIS(tiny_feature_map, 4, 0.1, [8], 0.0, "none", {"interaction": order2["interaction"] + ["drop"] * 3},
+                max_order=4)
 
 
 # --- one AIM reproduction end to end -----------------------------------------------------------------------------
