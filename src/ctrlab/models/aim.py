@@ -193,7 +193,7 @@ class AIM(CTRModel):
         mlp_hidden: list[int] | None,
         mlp_dropout: float,
         mlp_norm: Norm,
-        architecture: Decisions | None = None,
+        architecture: str | Decisions | None = None,
     ) -> None:
         super().__init__()
         functions = tuple(functions)

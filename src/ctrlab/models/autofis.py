@@ -88,6 +88,11 @@ class AutoFIS(CTRModel):
         for p in range(2, max_order + 1):
             if p > 2:
                 units.append(extend_per_function(units[-1], kept[-1][:, None], num_fields)[0])
+                if not len(units[-1]) and decided is not None and start == len(decided):  # the order to search
+                    raise ValueError(
+                        f"model.architecture: no interaction of order {p - 1} is kept, so order {p} has no "
+                        f"candidates to search (model.max_order={max_order})"
+                    )
             if architecture is None or (decided is not None and start == len(decided) and p == max_order > 2):
                 kept.append(None)  # the order this model searches
                 continue

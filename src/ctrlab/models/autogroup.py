@@ -42,7 +42,7 @@ class AutoGroup(CTRModel):
         mlp_hidden: list[int] | None,
         mlp_dropout: float,
         mlp_norm: Norm,
-        architecture: Decisions | None = None,
+        architecture: str | Decisions | None = None,
     ) -> None:
         super().__init__()
         _check_settings(embedding_dims, num_groups, temperature, self_interaction_weight)

@@ -27,7 +27,7 @@ class DeepFM(CTRModel):
         mlp_hidden: list[int] | None,
         mlp_dropout: float,
         mlp_norm: Norm,
-        architecture: Decisions | None = None,
+        architecture: str | Decisions | None = None,
     ) -> None:
         super().__init__()
         self.linear = LinearTerm(feature_map)

@@ -72,7 +72,7 @@ class PNN(ProductBasedNetwork):
         mlp_hidden: list[int] | None,
         mlp_dropout: float,
         mlp_norm: Norm,
-        architecture: Decisions | None = None,
+        architecture: str | Decisions | None = None,
     ) -> None:
         products: list[nn.Module] = []
         if inner_product:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,12 @@ from pathlib import Path
 import polars as pl
 import yaml
 
+from ctrlab.search.artifact import Artifact, read_artifact
+from ctrlab.search.recovery import INTERACTION_SPACES, PAIR
+
 METRICS_FILE = "metrics.json"
+# ctrlab.search.recovery's scores: OptInter's planted kinds, then AIM's FIS (kept / dropped), IFS and EDS
+RECOVERY_KEYS = ("memorized", "factorized", "none", "fis_kept", "fis_dropped", "ifs", "eds")
 
 # one column per field a completed run writes (see ctrlab.train); a missing field is null
 SCHEMA: dict[str, type[pl.DataType]] = {
@@ -55,10 +61,11 @@ SCHEMA: dict[str, type[pl.DataType]] = {
     # the search model with the derived architecture fixed on its own weights (OptInter Table IX, "w.o.")
     "without_retrain/test/auc": pl.Float64,
     "without_retrain/test/logloss": pl.Float64,
-    # on a stand-in with planted kinds per pair: the share of each kind the searched architecture recovered
-    "recovery/memorized": pl.Float64,
-    "recovery/factorized": pl.Float64,
-    "recovery/none": pl.Float64,
+    # on a stand-in with planted kinds per pair: the share of each kind the searched architecture recovered;
+    # on AIM's `functions` stand-in: FIS (planted pairs kept, others dropped), IFS (share), EDS (Spearman)
+    **{f"recovery/{k}": pl.Float64 for k in RECOVERY_KEYS},
+    # AIM Table 3's FI ratio: the searched architecture's kept interactions of its highest order, % of C(n, p)
+    "fi_ratio_pct": pl.Float64,
     "scale": pl.String,  # not in metrics.json: the `scale` choice Hydra recorded (.hydra/hydra.yaml); null if none
 }
 
@@ -137,7 +144,28 @@ def _architecture(metrics: dict) -> dict[str, int | None]:
 
 def _recovery(metrics: dict) -> dict[str, float | None]:
     found = metrics.get("recovery") or {}
-    return {f"recovery/{k}": (found.get(k) or {}).get("share") for k in ("memorized", "factorized", "none")}
+    return {f"recovery/{k}": (found.get(k) or {}).get("spearman" if k == "eds" else "share") for k in RECOVERY_KEYS}
+
+
+def fi_ratio_pct(artifact: Artifact) -> float | None:
+    """AIM Table 3's FI ratio: of the C(n, p) interactions of the artifact's highest order p (n fields), the
+    percentage kept (an AIM unit with any function, an AutoFIS unit marked ``keep``); None without an interaction
+    space."""
+    space = next((s for s in artifact.spaces if s.name in INTERACTION_SPACES), None)
+    fields = artifact.provenance.data.get("fields") or []
+    if space is None or not space.units or not fields:
+        return None
+    order = max(u.count(PAIR) for u in space.units) + 1
+    keep = INTERACTION_SPACES[space.name]
+    kept = sum(u.count(PAIR) + 1 == order and (d == keep if keep else bool(d))
+               for u, d in zip(space.units, space.decisions, strict=True))  # fmt: skip
+    return 100.0 * kept / math.comb(len(fields), order)
+
+
+def _fi_ratio(metrics: dict) -> float | None:
+    # the searched architecture's file, as the stage job (or the search run) recorded it
+    path = (metrics.get("searched_architecture") or metrics.get("architecture") or {}).get("path")
+    return fi_ratio_pct(read_artifact(path)) if path and Path(path).is_file() else None
 
 
 def collect(run_dirs: Iterable[Path]) -> Collection:
@@ -167,6 +195,7 @@ def collect(run_dirs: Iterable[Path]) -> Collection:
                 | _nested(metrics, ("oracle", "oracle_valid"))
                 | _architecture(metrics)
                 | _recovery(metrics)
+                | {"fi_ratio_pct": _fi_ratio(metrics)}
                 | {"model": row, "config": metrics.get("model"), "job": str(job), "scale": _scale(job)}
             )
     return Collection(pl.DataFrame(rows, schema=SCHEMA), tuple(skipped))

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 METRIC_NAMES = {"auc": "AUC", "logloss": "LogLoss", "params": "Params", "memorize": "Memorize",
-                "factorize": "Factorize", "naive": "Naïve"}  # fmt: skip
+                "factorize": "Factorize", "naive": "Naïve", "fi_ratio_pct": "FI ratio (%)"}  # fmt: skip
 
 
 @functools.cache

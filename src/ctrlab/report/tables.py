@@ -23,7 +23,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ctrlab.report.collect import Collection, SkippedJob, collect
+from ctrlab.report.collect import RECOVERY_KEYS, Collection, SkippedJob, collect
 from ctrlab.report.paper import PaperTable, dataset_name, get_table, metric_name, not_reproducible
 from ctrlab.report.truth import (
     ClaimResult,
@@ -50,10 +50,13 @@ METRIC_COLUMNS = {"auc": f"{SPLIT}/auc", "logloss": f"{SPLIT}/logloss", "params"
                   "memorize": "arch/memorize", "factorize": "arch/factorize", "naive": "arch/naive",
                   # DPN Table 5: "All" = the whole test split; New / inFreq = lit/behaviour_groups.py
                   "auc_all": f"{SPLIT}/auc", "auc_new": f"{SPLIT}/auc_new",
-                  "auc_infreq": f"{SPLIT}/auc_infreq"}  # fmt: skip
+                  "auc_infreq": f"{SPLIT}/auc_infreq",
+                  # AIM Table 3: the kept share of the highest order's interactions (collect.fi_ratio_pct)
+                  "fi_ratio_pct": "fi_ratio_pct"}  # fmt: skip
 # DPN leaves the embedding tables out of its parameter counts (Tables 2, 9, 10, 12); OptInter and AIM count all
 PARAMS_COUNTED = {"dpn": "dense_params"}
-PARAMS_UNITS = {"k": 1e3, "M": 1e6}
+PARAMS_UNITS = {"k": 1e3, "M": 1e6, "1e7": 1e7}  # AIM Table 5 counts in units of 10^7
+PRIVATE_DATASETS = frozenset({"huawei"})  # AIM's Huawei column: the company's data, not available to anyone else
 COUNT_DECIMALS = 1  # a method count, mean over seeds
 FALLBACK_DECIMALS = 4
 CSV_COLUMNS = (
@@ -94,7 +97,7 @@ class Cell:
     ours_std: float | None
     n: int
     paper: float | None
-    status: str  # ok | failed | not run | not yet implemented | not reproducible (reason in the header)
+    status: str  # ok | failed | not run | private data | not yet implemented | not reproducible (reason in the header)
     best_baseline: str | None = None  # proposed rows: the row key they are tested against
     p_value: float | None = None  # proposed rows: Welch t-test against best_baseline; None when not tested
     significance: str = ""  # "better" | "worse" where p_value is below the paper's threshold
@@ -136,9 +139,10 @@ class ResultTable:
     claims: dict[str, tuple[ClaimResult, ...]]  # dataset with an oracle -> the table's planted-truth claims there
     costs: dict[tuple[str, str], float | None]  # (row, dataset) -> seconds per epoch
     hardware: str | None  # what the runs' costs were measured on (their environment.json)
-    # (row name, dataset) -> mean share of the planted memorized / factorized / no-effect pairs that the row's
-    # searched architectures gave the matching method, and how many searches (stand-ins with planted kinds only)
-    recovery: dict[tuple[str, str], tuple[float | None, float | None, float | None, int]]
+    # (row name, dataset) -> the mean recovery scores (collect.RECOVERY_KEYS) of the row's searched architectures:
+    # OptInter's share of the planted memorized / factorized / no-effect pairs given the matching method, AIM's
+    # FIS / IFS / EDS scores; and how many searches (stand-ins with a planted truth only)
+    recovery: dict[tuple[str, str], tuple[dict[str, float | None], int]]
 
 
 def _table_metrics(table: PaperTable) -> tuple[str, ...]:
@@ -193,19 +197,22 @@ def add_derived_rows(runs: pl.DataFrame, derived_rows: dict[str, dict] | None) -
                 *(pl.when(pl.lit(m == rule["all_pairs"])).then(pairs).otherwise(0).alias(f"arch/{m}")
                   for m in ("memorize", "factorize", "naive")),
                 *(pl.lit(None, pl.Float64).alias(c) for c in ("params", f"{SPLIT}/auc", f"{SPLIT}/logloss")),
-                *(pl.lit(None, pl.Float64).alias(f"recovery/{k}") for k in ("memorized", "factorized", "none")),
+                *(pl.lit(None, pl.Float64).alias(f"recovery/{k}") for k in RECOVERY_KEYS),
             )  # fmt: skip
         added.append(base.select(runs.columns).cast(runs.schema))
     return pl.concat([runs, *added]) if added else runs
 
 
-def _recovery(runs: pl.DataFrame, names: dict[str, str]) -> dict[tuple[str, str], tuple]:
-    kinds = ("memorized", "factorized", "none")
-    searched = runs.filter(pl.any_horizontal(pl.col(f"recovery/{k}").is_not_null() for k in kinds))
+def _recovery(runs: pl.DataFrame, names: dict[str, str]) -> dict[tuple[str, str], tuple[dict[str, float | None], int]]:
+    """(row name, dataset) -> the mean of each recovery score over the row's searches there, and their count."""
+    searched = runs.filter(pl.any_horizontal(pl.col(f"recovery/{k}").is_not_null() for k in RECOVERY_KEYS))
     stats = searched.group_by("model", "paper_dataset").agg(
-        *(pl.col(f"recovery/{k}").mean() for k in kinds), pl.len().alias("n")
+        *(pl.col(f"recovery/{k}").mean() for k in RECOVERY_KEYS), pl.len().alias("n")
     )
-    return {(names.get(r[0], r[0]), r[1]): tuple(r[2:]) for r in stats.sort("model", "paper_dataset").rows()}
+    return {
+        (names.get(r[0], r[0]), r[1]): (dict(zip(RECOVERY_KEYS, r[2:-1], strict=True)), r[-1])
+        for r in stats.sort("model", "paper_dataset").rows()
+    }
 
 
 def row_id(table: PaperTable, row: dict) -> str:
@@ -405,6 +412,8 @@ def build_table(
                     status = "not yet implemented"
                 elif (model, dataset) in failed:
                     status = "failed"
+                elif dataset in PRIVATE_DATASETS:
+                    status = "private data"
                 else:
                     status = "not run"
                 cells.append(
@@ -543,7 +552,7 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _decimals(table: PaperTable, dataset: str, metric: str) -> int:
-    counts = METRIC_COLUMNS[metric].startswith("arch/")
+    counts = METRIC_COLUMNS[metric].startswith("arch/") or metric == "fi_ratio_pct"  # a share of counts
     return table.decimals(dataset, metric) or (COUNT_DECIMALS if counts else FALLBACK_DECIMALS)
 
 
@@ -645,17 +654,7 @@ def _header(result: ResultTable) -> list[str]:
             f"the data's noise leaves. `− oracle` columns = ours − oracle (AUC: how far below it; "
             f"LogLoss: how far above it). Real-data columns have no oracle."
         )
-    if result.recovery:
-        lines.append(
-            "- **Planted-truth recovery of the searched architectures** (`ctrlab.search.recovery`; share of the "
-            "stand-in's planted memorized pairs memorized / factorized pairs factorized / no-effect pairs naive, "
-            "mean over n searches): "
-            + "; ".join(
-                f"{name} on {dataset_name(d)}: " + " / ".join("—" if v is None else f"{v:.0%}" for v in shares[:3])
-                + f" (n={shares[3]})"
-                for (name, d), shares in result.recovery.items()
-            )
-        )
+    lines += _recovery_lines(result)
     if result.optimizers:
         lines.append(
             "- **Optimizers**: "
@@ -684,6 +683,44 @@ def _header(result: ResultTable) -> list[str]:
             f"Rows are values of `{t.row_key[0]}`; each cell pools the runs of "
             f"{', '.join(f'`{c}`' for c in result.configs) or 'no model yet'} over seeds (n counts runs).",
         ]
+    return lines
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{v:.0%}"
+
+
+def _recovery_lines(result: ResultTable) -> list[str]:
+    """The header's planted-truth recovery: OptInter's kinds on ``memorize``, AIM's FIS / IFS / EDS on ``functions``."""
+    kinds = {k: v for k, v in result.recovery.items() if any(v[0][x] is not None for x in RECOVERY_KEYS[:3])}
+    aim = {k: v for k, v in result.recovery.items() if k not in kinds}
+    lines = []
+    if kinds:
+        lines.append(
+            "- **Planted-truth recovery of the searched architectures** (`ctrlab.search.recovery`; share of the "
+            "stand-in's planted memorized pairs memorized / factorized pairs factorized / no-effect pairs naive, "
+            "mean over n searches): "
+            + "; ".join(
+                f"{name} on {dataset_name(d)}: " + " / ".join(_pct(s[k]) for k in RECOVERY_KEYS[:3]) + f" (n={n})"
+                for (name, d), (s, n) in kinds.items()
+            )
+        )
+    if aim:
+        lines.append(
+            "- **Planted-truth recovery of the searched architectures** (`ctrlab.search.recovery`, the `functions` "
+            "stand-in; mean over n searches): FIS = share of the planted pairs kept / of the other pairs dropped; "
+            "IFS = share of the kept planted pairs whose largest |α'| is their planted function (inner -> inner, "
+            "weighted -> vector kernel; the stand-in's full-kernel pairs have no AIM counterpart); EDS = Spearman "
+            "correlation of the kept embedding size per field with its planted useful size (d_f in a planted pair, "
+            "else 0): "
+            + "; ".join(
+                f"{name} on {dataset_name(d)}: FIS {_pct(s['fis_kept'])} / {_pct(s['fis_dropped'])}"
+                + (f", IFS {_pct(s['ifs'])}" if s["ifs"] is not None else "")
+                + (f", EDS {s['eds']:+.2f}" if s["eds"] is not None else "")
+                + f" (n={n})"
+                for (name, d), (s, n) in aim.items()
+            )
+        )
     return lines
 
 

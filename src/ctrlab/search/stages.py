@@ -196,8 +196,9 @@ def run_stage_job(cfg: DictConfig) -> dict[str, Any]:
     stages run, or are reused, in ``<job>/stages/``, and the job folder gets what a training job leaves for
     ``ctrlab.reproduce`` and the report: ``config_resolved.yaml`` (the job's config, compared on a re-run) and
     ``metrics.json``, which is the final stage's plus, from the stage that made the final architecture, its
-    ``without_retrain/*`` scores, its planted-truth ``recovery`` and its counts (``searched_architecture``), and
-    the ``stages`` summary. However it ends, ``metrics.json`` is written (``status: failed`` and the error)."""
+    ``without_retrain/*`` scores and its counts (``searched_architecture``), the planted-truth ``recovery`` every
+    stage scored, and the ``stages`` summary. However it ends, ``metrics.json`` is written (``status: failed``
+    and the error)."""
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -215,10 +216,15 @@ def run_stage_job(cfg: DictConfig) -> dict[str, Any]:
         final = json.loads((Path(summary["stages"][-1]["folder"]) / "metrics.json").read_text())
         maker = next(s for s in summary["stages"] if Path(s["folder"]) / FILENAME == Path(summary["final_artifact"]))
         made = json.loads((Path(maker["folder"]) / "metrics.json").read_text())
+        # each search stage scores what its artifact holds (AIM: FIS and IFS from the interaction search's α',
+        # EDS from the embed search's β); a later stage's score of the same thing replaces an earlier one
+        recovered: dict[str, Any] = {}
+        for stage in summary["stages"]:
+            recovered |= json.loads((Path(stage["folder"]) / "metrics.json").read_text()).get("recovery") or {}
         metrics = {
             **final,
             **{k: v for k, v in made.items() if k.startswith("without_retrain/")},
-            "recovery": made.get("recovery"),
+            "recovery": recovered or None,
             "searched_architecture": made.get("architecture"),
             "stages": summary["stages"],
         }
