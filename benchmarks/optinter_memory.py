@@ -36,9 +36,23 @@ from ctrlab.utils import machine_summary
 
 def standin(rows: int, max_vocab: int, folder: Path) -> tuple:
     source = SyntheticSource(
-        name="synthetic_criteo", num_rows=rows, num_fields=39, min_vocab=4, max_vocab=max_vocab, zipf_alpha=1.05,
-        num_pairs=8, num_triples=4, latent_dim=4, first_order_std=1.0, pair_std=1.5, triple_std=0.4, ctr=0.25,
-        split=[0.7, 0.1, 0.2], min_count=20, seed=2022, mechanism="memorize",
+        name="synthetic_criteo",
+        num_rows=rows,
+        num_fields=39,
+        min_vocab=4,
+        max_vocab=max_vocab,
+        zipf_alpha=1.05,
+        num_pairs=8,
+        num_triples=4,
+        latent_dim=4,
+        first_order_std=1.0,
+        pair_std=1.5,
+        triple_std=0.4,
+        ctr=0.25,
+        split=[0.7, 0.1, 0.2],
+        min_count=20,
+        seed=2022,
+        mechanism="memorize",
     )  # fmt: skip  (configs/data/_synthetic.yaml + synthetic_criteo.yaml)
     base = cache.prepare(source, folder)
     fm, splits = cache.load(base)

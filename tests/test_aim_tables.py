@@ -148,8 +148,19 @@ def test_fi_ratio_is_the_kept_share_of_all_interactions_of_the_highest_order():
 def test_report_header_gives_the_recovery_and_huawei_is_private(tmp_path):
     art = tmp_path / "architecture.json"
     units = [f"f{a}×f{b}" for a in range(5) for b in range(a + 1, 5)]
-    art.write_text(json.dumps(_artifact(SpaceRecord(name="interaction_function", units=units, options=FUNCTIONS,
-                                                    subset=True, decisions=[["inner"]] * 4 + [[]] * 6)).model_dump()))
+    art.write_text(
+        json.dumps(
+            _artifact(
+                SpaceRecord(
+                    name="interaction_function",
+                    units=units,
+                    options=FUNCTIONS,
+                    subset=True,
+                    decisions=[["inner"]] * 4 + [[]] * 6,
+                )
+            ).model_dump()
+        )
+    )
     jobs = []
     for i, (row, auc) in enumerate([("aim_order2", 0.80), ("autofis_order2", 0.79)]):
         job = tmp_path / str(i)
@@ -174,8 +185,16 @@ def test_autofis_refuses_to_search_an_order_whose_pool_is_empty(tiny_feature_map
     """Table 3's order-4 chain after an order-3 search that kept nothing: a clear error, not a shape mismatch."""
     order2 = {"interaction": ["keep"] + ["drop"] * 9}  # one pair of 5 fields: 3 triples, all dropped below
     with pytest.raises(ValueError, match="no interaction of order 3 is kept, so order 4 has no candidates"):
-        AutoFIS(tiny_feature_map, 4, 0.1, [8], 0.0, "none", {"interaction": order2["interaction"] + ["drop"] * 3},
-                max_order=4)
+        AutoFIS(
+            tiny_feature_map,
+            4,
+            0.1,
+            [8],
+            0.0,
+            "none",
+            {"interaction": order2["interaction"] + ["drop"] * 3},
+            max_order=4,
+        )
 
 
 # --- one AIM reproduction end to end -----------------------------------------------------------------------------

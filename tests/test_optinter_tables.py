@@ -37,8 +37,11 @@ def test_recovery_is_the_share_of_each_planted_kind_given_its_method():
     decisions[units.index("f0×f4")] = "memorize"  # a no-effect pair, memorized
     artifact = Artifact(
         schema_version=SCHEMA_VERSION,
-        spaces=[SpaceRecord(name="pair_method", units=units, options=["memorize", "factorize", "naive"],
-                            decisions=decisions)],  # fmt: skip
+        spaces=[
+            SpaceRecord(
+                name="pair_method", units=units, options=["memorize", "factorize", "naive"], decisions=decisions
+            )
+        ],  # fmt: skip
         provenance=Provenance(kind="random", model={}, data={}, seed=0),
     )
     truth = {"f0×f1": "memorized", "f2×f3": "memorized", "f1×f4": "factorized"}
@@ -72,8 +75,12 @@ def _stage_job(root: Path, name: str, seed: int, auc: float, counts: dict[str, i
         model="optinter",
         seed=seed,
         params=2_500_000,
-        **{"test/auc": auc, "test/logloss": 0.45, "without_retrain/test/auc": auc - 0.01,
-           "without_retrain/test/logloss": 0.47},  # fmt: skip
+        **{
+            "test/auc": auc,
+            "test/logloss": 0.45,
+            "without_retrain/test/auc": auc - 0.01,
+            "without_retrain/test/logloss": 0.47,
+        },  # fmt: skip
         searched_architecture={"path": str(root / name / "architecture.json"), "counts": {"pair_method": counts}},
         recovery={"memorized": {"share": recovered, "pairs": 3}, "none": {"share": 0.5, "pairs": 30}},
     )

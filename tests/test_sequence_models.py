@@ -39,8 +39,16 @@ from tests.test_synthetic_sequence import source as sequence_source
 
 SEQUENCE_MODELS = ("din", "dien", "transformer", "kfatt")
 # DPN's sequence-based DPO (Tables 4-5): every row's config
-DPO_MODELS = ("din_heter", "dien_heter", "transformer_heter", "transformer_homo", "transformer_homo_heter",
-              "transformer_dec_heter", "transformer_enc_homo", "sdpn")
+DPO_MODELS = (
+    "din_heter",
+    "dien_heter",
+    "transformer_heter",
+    "transformer_homo",
+    "transformer_homo_heter",
+    "transformer_dec_heter",
+    "transformer_enc_homo",
+    "sdpn",
+)
 
 
 def inputs(b: int = 5, length: int = 6, dim: int = 8, seed: int = 0):
@@ -362,7 +370,11 @@ def test_module_reports_gauc_on_behaviour_data_leaving_unknown_users_out(sequenc
 @pytest.mark.slow
 def test_train_entry_point_reports_gauc_for_din(tmp_path):
     metrics = train_cli(
-        tmp_path, "data=synthetic_sequence", "data.num_rows=3000", "data.source.num_users=100", "model=din",
+        tmp_path,
+        "data=synthetic_sequence",
+        "data.num_rows=3000",
+        "data.source.num_users=100",
+        "model=din",
         "data.batch_size=256",
     )  # 100 users: each has both labels in valid and test
     assert metrics["status"] == "completed"

@@ -148,7 +148,6 @@ def build_datamodule(cfg: DictConfig) -> CTRDataModule:
         crosses=_cross_spec(cfg),
         verify=cfg.paths.cache_verify,
         test_group=None if group is None else RareValueGroup(group.field, group.fewer_than),
-
         resident=cfg.data.get("resident", "auto"),  # where a split lives while served (ctrlab.data.datamodule)
     )
     datamodule.prepare_data()

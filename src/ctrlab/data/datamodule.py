@@ -212,7 +212,6 @@ class CTRDataModule(pl.LightningDataModule):
         crosses: CrossSpec | None = None,
         verify: str = "cheap",
         test_group: RareValueGroup | None = None,
-
         resident: Resident = "auto",
     ) -> None:
         super().__init__()

@@ -206,8 +206,7 @@ class SearchModule(CTRModule):
         return Artifact(
             schema_version=SCHEMA_VERSION,
             spaces=[
-                space_record(s, self.best["decisions"][s.name], weights.get(s.name))
-                for s in self.model.search_spaces()
+                space_record(s, self.best["decisions"][s.name], weights.get(s.name)) for s in self.model.search_spaces()
             ],
             provenance=Provenance(
                 kind="search",

@@ -221,9 +221,7 @@ class AIM(CTRModel):
         # fix(): 1 where the decisions keep a searched slot / dimension (OptInter Table IX's "without re-train")
         self.register_buffer("fixed_dims", torch.ones(feature_map.num_fields, embedding_dim), persistent=False)
         self.gates = (
-            nn.ModuleList(InteractionGate(b.num_slots) for b in self.interactions.blocks)
-            if stage != "embed"
-            else None
+            nn.ModuleList(InteractionGate(b.num_slots) for b in self.interactions.blocks) if stage != "embed" else None
         )
         self.register_buffer("fixed", torch.ones(self.interactions.blocks[-1].num_slots), persistent=False)
         self.register_buffer("mlp_coords", coords, persistent=False)  # [F, E, d]: the MLP's input coordinates

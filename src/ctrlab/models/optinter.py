@@ -69,9 +69,7 @@ class OptInter(CTRModel):
     ) -> None:
         super().__init__()
         if factorized_embedding not in ("separate", "original"):
-            raise ValueError(
-                f"model.factorized_embedding={factorized_embedding!r} is not one of separate, original"
-            )
+            raise ValueError(f"model.factorized_embedding={factorized_embedding!r} is not one of separate, original")
         if factorized_embedding == "original" and cross_dim != embedding_dim:
             raise ValueError(
                 f"model.factorized_embedding=original factorizes the original embeddings (model.embedding_dim="
@@ -167,6 +165,7 @@ class OptInter(CTRModel):
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """``embedding`` E^o, ``cross`` the size-s2 tables (E^m and the factorization table), ``arch`` the
         architecture logits, ``dense`` the MLP."""
+
         def params(*modules: nn.Module | None) -> list[nn.Parameter]:
             return [p for m in modules if m is not None for p in m.parameters()]
 

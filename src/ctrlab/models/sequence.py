@@ -92,9 +92,7 @@ class BehaviourInputs(nn.Module):
         """The behaviour fields' ids [B, C, L]."""
         return batch["bag_ids"][:, self.behaviour_bags]
 
-    def forward(
-        self, batch: dict[str, torch.Tensor]
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         fields = self.embedding(batch)  # [B, F, D]
         target = fields[:, self.targets].flatten(1)  # [B, C*D]
         bags = self.embedding.bag_embeddings(batch)[:, self.behaviour_bags]  # [B, C, L, D]

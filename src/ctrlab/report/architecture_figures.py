@@ -222,8 +222,13 @@ def write_mi_heatmap(artifact: Path, out_dir: Path, scale: str, stem: str) -> Pa
             "method": s.methods,
             "planted": [planted.get(p) for p in s.pairs],
         },
-        schema={"field_a": pl.String, "field_b": pl.String, "mi": pl.Float64, "method": pl.String,
-                "planted": pl.String},  # fmt: skip
+        schema={
+            "field_a": pl.String,
+            "field_b": pl.String,
+            "mi": pl.Float64,
+            "method": pl.String,
+            "planted": pl.String,
+        },  # fmt: skip
     )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
