@@ -130,13 +130,7 @@ def write_figure(spec: dict[str, Any], run_dirs: list[Path], out_dir: Path, scal
     data = sorted(set(runs["data_description"].drop_nulls().to_list()))
     failed = sum(s.reason == "failed" for s in collection.skipped)
     lines = [
-        f"# {spec['paper']} {key} ({spec['label']}): reproduced",
-        "",
-        f"*{spec['caption']}*",
-        "",
-        f"![{spec['label']}]({key}.png)",
-        "",
-        f"- **Paper's claim** (the figure prints no numbers): {spec['claim']}",
+        *_figure_head(spec, key),
         f"- **Runs**: {runs.height} completed ({', '.join(sorted(set(runs['config'].drop_nulls())))}), "
         f"{failed} failed; scale `{scale}`; seeds {', '.join(map(str, sorted(set(runs['seed'].drop_nulls()))))}.",
         f"- **Data**: {'; '.join(data) or 'no runs'}",
@@ -218,13 +212,7 @@ def write_tradeoff(spec: dict[str, Any], run_dirs: list[Path], out_dir: Path, sc
     write_text_atomic(out_dir / f"{key}.csv", points.write_csv())
     failed = sum(s.reason == "failed" for s in collection.skipped)
     lines = [
-        f"# {spec['paper']} {key} ({spec['label']}): reproduced",
-        "",
-        f"*{spec['caption']}*",
-        "",
-        f"![{spec['label']}]({key}.png)",
-        "",
-        f"- **Paper's claim** (the figure prints no numbers): {spec['claim']}",
+        *_figure_head(spec, key),
         f"- **Runs**: {runs.height} completed, {failed} failed; scale `{scale}`; seeds "
         f"{', '.join(map(str, sorted(set(runs['seed'].drop_nulls()))))}.",
         f"- **Data**: {'; '.join(sorted(set(runs['data_description'].drop_nulls().to_list()))) or 'no runs'}",
@@ -272,3 +260,16 @@ def write_architecture_figure(spec: dict[str, Any], run_dirs: list[Path], out_di
     if spec["figure"] == "mi_heatmap":
         return figures.write_mi_heatmap(artifacts[0], Path(out_dir), scale, stem=f"{spec['key']}.{scale}")
     raise ValueError(f"{spec['key']}: report.figure = {spec['figure']!r}; allowed: mi_by_method, mi_heatmap")
+
+
+def _figure_head(spec: dict, key: str) -> list[str]:
+    """The first lines of a figure's report: title, the paper's caption, the image and the paper's claim."""
+    return [
+        f"# {spec['paper']} {key} ({spec['label']}): reproduced",
+        "",
+        f"*{spec['caption']}*",
+        "",
+        f"![{spec['label']}]({key}.png)",
+        "",
+        f"- **Paper's claim** (the figure prints no numbers): {spec['claim']}",
+    ]
