@@ -17,7 +17,6 @@ mode, AUC and log loss updated every batch) against the bare forward loop of par
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 import warnings
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from clock import machine_line, setup_clock
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -79,13 +79,8 @@ def main() -> None:
     parser.add_argument("--wall", action="store_true", help="wall time, torch's default threads")
     args = parser.parse_args()
     global CLOCK
-    if args.wall:
-        CLOCK = time.perf_counter
-    else:  # one thread, timed by its own CPU time: what other processes on a shared machine take is not counted
-        torch.set_num_threads(1)
-    print(f"{platform.platform()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{'wall' if args.wall else 'thread CPU'} time; "
-          f"load average {open('/proc/loadavg').read().split()[:3]}")  # fmt: skip
+    CLOCK = setup_clock(args.wall)
+    print(machine_line(args.wall))
     warnings.filterwarnings("ignore")  # Lightning's advice on workers and sync_dist, not about speed
 
     fm = FeatureMap("criteo_shape", [Field(f"f{i}", args.vocab) for i in range(args.fields)], {"valid": args.samples})

@@ -15,13 +15,13 @@ and with ``--compile`` also under ``torch.compile`` (inductor; its compile time 
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from clock import machine_line, setup_clock
 from omegaconf import OmegaConf
 
 from ctrlab.data.schema import FeatureMap, Field
@@ -161,13 +161,8 @@ def main() -> None:
     parser.add_argument("--wall", action="store_true", help="wall time, torch's default threads")
     args = parser.parse_args()
     global CLOCK
-    if args.wall:
-        CLOCK = time.perf_counter
-    else:  # one thread, timed by its own CPU time: what other processes on a shared machine take is not counted
-        torch.set_num_threads(1)
-    print(f"{platform.platform()}, {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, {'wall' if args.wall else 'thread CPU'} time; "
-          f"load average {open('/proc/loadavg').read().split()[:3]}")  # fmt: skip
+    CLOCK = setup_clock(args.wall)
+    print(machine_line(args.wall))
     if not args.skip_blocks:
         blocks(args.batch, args.fields, args.dim, args.repeats)
     models(args.batch, args.fields, args.dim, args.repeats, args.compile)
