@@ -20,7 +20,7 @@ import math
 import time
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+from measure import LargestTensor
 
 from ctrlab.nn.dpo import GeneratorSpec, weight_generator
 from ctrlab.utils import machine_summary
@@ -31,21 +31,6 @@ SPECS = {
     "mok_h2": lambda k: GeneratorSpec("mok", kernels=k, sigma="softmax", heads=2),
     "md_r32": lambda k: GeneratorSpec("md", kernels=k, sigma="softmax", rank=32),
 }
-
-
-class LargestTensor(TorchDispatchMode):
-    """Records the largest element count among the outputs of every op run under it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.largest = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 — dispatch protocol
-        out = func(*args, **(kwargs or {}))
-        for t in out if isinstance(out, tuple | list) else (out,):
-            if isinstance(t, torch.Tensor):
-                self.largest = max(self.largest, t.numel())
-        return out
 
 
 def step(gen: torch.nn.Module, x: torch.Tensor, materialise: bool) -> torch.Tensor:

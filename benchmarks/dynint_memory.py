@@ -27,7 +27,7 @@ import subprocess
 import sys
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+from measure import LargestTensor
 
 from ctrlab.nn.dynamic import DynamicGeneratedPIN, DynamicWeightedPIN
 from ctrlab.utils import machine_summary
@@ -62,21 +62,6 @@ LAYERS = {
 def build(name: str, fields: int, args: argparse.Namespace) -> torch.nn.Module:
     k = args.kernel_size if name.startswith("dgp") else args.rank
     return LAYERS[name](fields, fields * args.dim, k, args.reduction_ratio)
-
-
-class LargestTensor(TorchDispatchMode):
-    """Records the largest element count among the outputs of every op run under it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.largest = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 — dispatch protocol
-        out = func(*args, **(kwargs or {}))
-        for t in out if isinstance(out, tuple | list) else (out,):
-            if isinstance(t, torch.Tensor):
-                self.largest = max(self.largest, t.numel())
-        return out
 
 
 def saved_bytes(layer: torch.nn.Module, x0: torch.Tensor) -> tuple[int, torch.Tensor]:

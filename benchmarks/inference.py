@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from clock import machine_line, setup_clock
 from hydra import compose, initialize_config_dir
+from measure import machine_line, setup_clock
 from omegaconf import DictConfig
 
 from ctrlab.data.cache import SplitArrays

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from clock import machine_line, setup_clock
+from measure import machine_line, setup_clock
 from omegaconf import OmegaConf
 
 from ctrlab.data.schema import FeatureMap, Field
