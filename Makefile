@@ -154,13 +154,15 @@ benchmark-preprocess: $(STAMP) ## Criteo recipes + crosses on a generated 5M-row
 
 # ctrlab beside FuxiCTR, DeepCTR-Torch and hand-written loops in one sweep (the harness in PEER_BENCH; its own venv,
 # never the project's dependencies). PEER_ARGS=--rows 200000 --repeat 1 for a shorter sweep;
-# CTRLAB_OPTIMIZER=adam puts ctrlab's run on dense Adam (benchmarks/peer_plugin.py).
+# CTRLAB_OPTIMIZER=adam puts ctrlab's run on dense Adam, CTRLAB_PRECISION=bf16-mixed its matmuls in bfloat16
+# (benchmarks/peer_plugin.py).
 PEER_BENCH ?= ../shared/bench
 PEER_VENV  ?= .venv-peers
 PEER_ARGS  ?= --threads 1 --repeat 2
 PEER_RUNS  ?= torch_deepfm,torch_deepfm_fusedadam,torch_deepfm_fields,fuxictr_deepfm,deepctr_deepfm
 CTRLAB_OPTIMIZER ?= adam_sparse
-export CTRLAB_OPTIMIZER
+CTRLAB_PRECISION ?= 32-true
+export CTRLAB_OPTIMIZER CTRLAB_PRECISION
 
 $(PEER_VENV)/.installed: $(PEER_BENCH)/setup_venv.sh
 	bash $(PEER_BENCH)/setup_venv.sh $(PEER_VENV)

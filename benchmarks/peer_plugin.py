@@ -13,7 +13,9 @@ or by hand, from the repository root, with a venv that has the peers and ctrlab 
 Contract (the harness's README): ``run(args, X, y, sizes)`` trains one epoch on ``X[:args.rows]`` (int64 per-field
 ids 0..sizes[f]-1) with ``args.batch_size``, ``args.lr``, ``args.emb_dim``, ``args.mlp`` and returns
 ``{"train_s", "auc"}``. The optimizer is ``configs/optimizer/<CTRLAB_OPTIMIZER>.yaml`` (default ``adam_sparse``,
-ctrlab's fastest at dense Adam's AUC, benchmarks/README.md) with its learning rate set to ``args.lr``.
+ctrlab's fastest at dense Adam's AUC, benchmarks/README.md) with its learning rate set to ``args.lr``; the
+Trainer's precision is ``CTRLAB_PRECISION`` (default ``32-true``; ``bf16-mixed`` runs the matmuls in bfloat16, and
+the test predictions are then made under the same autocast).
 ``benchmarks/sparse_embedding.py`` reuses ``harness_splits`` and ``train_one_epoch``.
 """
 
@@ -54,9 +56,12 @@ def optimizer_config(name: str, lr: float) -> dict:
     return OmegaConf.to_container(cfg.optimizer, resolve=True)
 
 
-def train_one_epoch(model, optimizer: dict, train, test, batch_size: int, seed: int = 0) -> dict:
+def train_one_epoch(
+    model, optimizer: dict, train, test, batch_size: int, seed: int = 0, precision: str = "32-true"
+) -> dict:
     """One epoch of ctrlab's path (CTRModule + Trainer + BatchLoader, no validation, no checkpoint), then the test
-    AUC. Returns {"train_s", "auc"}; train_s is the Trainer's fit alone."""
+    AUC, both at ``precision`` (a Lightning precision: 32-true | bf16-mixed). Returns {"train_s", "auc"}; train_s is
+    the Trainer's fit alone."""
     import pytorch_lightning as pl
     import torch
     from torchmetrics.functional.classification import binary_auroc
@@ -70,21 +75,21 @@ def train_one_epoch(model, optimizer: dict, train, test, batch_size: int, seed: 
 
     trainer = pl.Trainer(
         accelerator="cpu", devices=1, max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, precision=precision,
     )  # fmt: skip
     module = CTRModule(model, optimizer)
     start = time.perf_counter()
     trainer.fit(module, datamodule=Data())
     train_s = time.perf_counter() - start
     model.eval()
-    with torch.no_grad():
-        preds = torch.cat([torch.sigmoid(model(b)) for b in BatchLoader(test, 16384, shuffle=False)])
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision.startswith("bf16")):
+        preds = torch.cat([torch.sigmoid(model(b).float()) for b in BatchLoader(test, 16384, shuffle=False)])
     return {"train_s": train_s, "auc": binary_auroc(preds, torch.from_numpy(test.labels).long()).item()}
 
 
 def run(args, X: np.ndarray, y: np.ndarray, sizes: np.ndarray) -> dict:
     """The harness's entry point: DeepFM (embedding args.emb_dim, MLP args.mlp, init N(0, 1e-4²) as the
-    harness's loops) with the optimizer named by CTRLAB_OPTIMIZER."""
+    harness's loops) with the optimizer named by CTRLAB_OPTIMIZER, at the precision CTRLAB_PRECISION."""
     import torch
 
     from ctrlab.models.deepfm import DeepFM
@@ -93,5 +98,7 @@ def run(args, X: np.ndarray, y: np.ndarray, sizes: np.ndarray) -> dict:
     fm, train, test = harness_splits(X, y, sizes, args.rows)
     model = DeepFM(fm, args.emb_dim, 1e-4, list(args.mlp), 0.0, "none")
     name = os.environ.get("CTRLAB_OPTIMIZER", "adam_sparse")
-    result = train_one_epoch(model, optimizer_config(name, args.lr), train, test, args.batch_size, seed=args.seed)
-    return {**result, "optimizer": name}
+    precision = os.environ.get("CTRLAB_PRECISION", "32-true")
+    optimizer = optimizer_config(name, args.lr)
+    result = train_one_epoch(model, optimizer, train, test, args.batch_size, seed=args.seed, precision=precision)
+    return {**result, "optimizer": name, "precision": precision}

@@ -160,7 +160,7 @@ class CTRModule(pl.LightningModule):
         return loss, bce, terms
 
     def _eval_step(self, batch: dict[str, torch.Tensor], stage: str) -> None:
-        logits = self.model(batch)
+        logits = self.model(batch).float()  # bfloat16 under trainer.precision=bf16-mixed: score in float32
         label = batch["label"]
         getattr(self, f"{stage}_auc").update(torch.sigmoid(logits), label.long())
         if self.user_column is not None:
