@@ -724,3 +724,34 @@ def test_parameters_are_counted_and_scaled_as_each_paper_prints_them():
     assert runs.select(_value(dpn, "params")).item() == pytest.approx(43.0)
     assert runs.select(_value(optinter, "params")).item() == pytest.approx(2.0)
     assert (column_name(dpn, "params"), column_name(optinter, "auc")) == ("Params (k)", "AUC")
+
+
+def test_dpn_table5_oracle_row_scores_each_test_group(tmp_path):
+    """On the sequence stand-in the oracle scores the whole test split and each of KFAtt's groups: DPN Table 5's
+    All / New / inFreq columns each get the oracle's value and a gap."""
+    oracle = {"auc": 0.80, "logloss": 0.40, "auc_new": 0.78, "auc_infreq": 0.76}
+    multirun = tmp_path / "multiruns" / "seq"
+    for num, (model, seed) in enumerate((m, s) for m in ("din", "sdpn") for s in (1, 2)):
+        job = multirun / str(num)
+        job.mkdir(parents=True)
+        auc = 0.70 + 0.01 * seed + (0.02 if model == "sdpn" else 0.0)
+        metrics = {
+            "model": model, "data": "synthetic_sequence", "paper_dataset": "amazon_electronics",
+            "data_description": "synthetic behaviour sequences — not the paper's data", "optimizer": "adam",
+            "split_sizes": {"train": 1400, "valid": 200, "test": 400}, "seed": seed, "params": 1, "status": "completed",
+            "epochs": 3, "val/auc": auc, "val/logloss": 0.5, "test/auc": auc, "test/logloss": 0.5,
+            "test/auc_new": auc - 0.03, "test/auc_infreq": auc - 0.05, "oracle": oracle,
+            "oracle_valid": {"auc": 0.79, "logloss": 0.41},
+        }  # fmt: skip
+        (job / "metrics.json").write_text(json.dumps(metrics))
+    (multirun / "multirun.yaml").write_text("hydra: {}\n")
+    configs = _configs(tmp_path, ("din", "sdpn"))
+    md = write_table("dpn", "table5", [multirun], tmp_path / "out", configs, "default")
+    rows = _csv(md.with_suffix(".csv"))
+    for metric, value, shift in (("auc_all", 0.80, 0.0), ("auc_new", 0.78, 0.03), ("auc_infreq", 0.76, 0.05)):
+        din = rows["din", "amazon_electronics", metric]
+        assert float(din["oracle"]) == value
+        assert float(din["gap_to_oracle"]) == pytest.approx(0.715 - shift - value)
+    oracle_line = next(line for line in md.read_text().splitlines() if line.startswith("| Oracle (true model) "))
+    assert "0.8000" in oracle_line and "0.7800" in oracle_line and "0.7600" in oracle_line
+    assert "New − oracle" in md.read_text() and "inFreq − oracle" in md.read_text()

@@ -115,8 +115,23 @@ def test_planted_interaction_drives_the_labels(tmp_path):
     )
     np.testing.assert_allclose(own, draw.interaction)  # the planted term is the max similarity
     assert auc(shuffled, draw.label) < 0.55
-    fm, _ = build(src, tmp_path / "c")
-    assert fm.extra["oracle_test_auc"] > fm.extra["interaction_test_auc"] > 0.68
+    fm, splits = build(src, tmp_path / "c")
+    oracle = fm.extra["oracle"]
+    assert oracle["test"]["auc"] > fm.extra["interaction_test_auc"] > 0.68 and oracle["valid"]["auc"] > 0.68
+    # the group oracles, row by row: New = the target's category nowhere in the (real) history; inFreq = there, but
+    # less often than the history's most frequent category
+    test_rows = split_indices(n, src.split, np.random.default_rng([src.seed, 1]))["test"]
+    logit, label = draw.logit[test_rows], splits["test"].labels
+    groups = {"new": [], "infreq": []}
+    for r, (target_cat, history) in enumerate(zip(splits["test"].ids[:, 2], splits["test"].bags[:, 1], strict=True)):
+        counts = {c: list(history).count(c) for c in history if c > 0}
+        if target_cat not in counts:
+            groups["new"].append(r)
+        elif counts[target_cat] < max(counts.values()):
+            groups["infreq"].append(r)
+    for name, rows in groups.items():
+        assert 100 < len(rows) < len(label) / 2
+        assert oracle["test"][f"auc_{name}"] == pytest.approx(auc(logit[rows], label[rows]))
     assert fm.extra["planted"]["aggregation"] == "max"
     assert abs(fm.extra["ctr"] - 0.2) < 0.02
 

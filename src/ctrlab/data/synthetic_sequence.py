@@ -20,11 +20,13 @@ here runs on Amazon unchanged. The generative model:
   relevant past behaviours, which a mean-pooled history only sees diluted) or ``mean``. ``b`` is solved so
   that the mean click rate is ``ctr``; ``y ~ Bernoulli(sigmoid(logit))``.
 
-``feature_map.extra["planted"]`` records the model; ``extra["oracle_test_auc"]`` is the AUC of the true
-logit on the test split (the ceiling) and ``extra["interaction_test_auc"]`` that of the planted
-interaction alone. Everything is a deterministic function of ``seed``. Split: random ``split`` of the
-rows. Encoding as the real recipes: a value counted fewer than ``min_count`` times in the train split (as a
-target or inside a train history) is OOV.
+``feature_map.extra["planted"]`` records the model; ``extra["oracle"]`` holds, per valid and test split, the
+AUC and log loss of the true logit (the ceiling, as every stand-in's), and on the test split also its AUC in
+KFAtt's New and inFreq groups (``auc_new``, ``auc_infreq``: the rows ``lit/behaviour_groups.py`` puts there, so
+the report's oracle row stands beside DPN Table 5's three columns); ``extra["interaction_test_auc"]`` is the
+test AUC of the planted interaction alone. Everything is a deterministic function of ``seed``. Split: random
+``split`` of the rows. Encoding as the real recipes: a value counted fewer than ``min_count`` times in the train
+split (as a target or inside a train history) is OOV.
 
 The config: ``SyntheticSequenceSource`` is a frozen dataclass whose fields are the keys of
 ``configs/data/synthetic_sequence.yaml`` with their types (checked by ``ctrlab.run_config`` before any work);
@@ -39,15 +41,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from scipy.optimize import brentq
 from scipy.special import expit
 
 from ctrlab.data.checks import check_choice, recipe_key
 from ctrlab.data.schema import SPLITS, FeatureMap
 from ctrlab.data.sequences import din_fields, train_vocab, window_coverage, write_bags
-from ctrlab.data.synthetic import auc, split_indices
+from ctrlab.data.synthetic import auc, log_loss, split_indices
+from ctrlab.lit.behaviour_groups import behaviour_groups
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # 2: extra["oracle"] per split and test group (was extra["oracle_test_auc"])
 AGGREGATIONS = ("max", "mean")
 
 
@@ -214,6 +218,16 @@ class SyntheticSequenceSource:
                 self.max_len,
             )
         test = splits["test"]
+        oracle = {
+            s: {"auc": auc(draw.logit[splits[s]], draw.label[splits[s]]), "logloss": log_loss(draw.logit[splits[s]],
+                draw.label[splits[s]])}
+            for s in ("valid", "test")
+        }  # fmt: skip
+        target_cat = torch.from_numpy(cat_lut[draw.item_cat[draw.target[test]]])  # [n]
+        cat_history = torch.from_numpy(np.load(out_dir / "test_bags.npy")[:, 1])  # [n, max_len], as models see it
+        for name, rows in behaviour_groups(target_cat, cat_history).items():
+            rows = rows.numpy()
+            oracle["test"][f"auc_{name}"] = auc(draw.logit[test][rows], draw.label[test][rows])
         return FeatureMap(
             dataset=self.name,
             fields=din_fields(user_vocab, item_vocab, cat_vocab, self.max_len),
@@ -223,7 +237,7 @@ class SyntheticSequenceSource:
             extra={
                 "planted": self.planted(),
                 "ctr": float(draw.label.mean()),
-                "oracle_test_auc": auc(draw.logit[test], draw.label[test]),
+                "oracle": oracle,
                 "interaction_test_auc": auc(draw.interaction[test], draw.label[test]),
             },
         )

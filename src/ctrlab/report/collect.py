@@ -46,7 +46,7 @@ SCHEMA: dict[str, type[pl.DataType]] = {
     "oracle/logloss": pl.Float64,
     "oracle_valid/auc": pl.Float64,
     "oracle_valid/logloss": pl.Float64,
-    "oracle/auc_new": pl.Float64,  # no stand-in records these yet: null, so a table with them shows no oracle row
+    "oracle/auc_new": pl.Float64,  # the sequence stand-in's test groups (data/synthetic_sequence.py)
     "oracle/auc_infreq": pl.Float64,
     "planted_mechanism": pl.String,  # the stand-in's planted mechanism (e.g. "interactions"); null on real data
     "monitor": pl.String,  # what early stopping and the best checkpoint watched, e.g. "val/auc"
@@ -121,8 +121,13 @@ def _scale(job: Path) -> str | None:
 
 
 def _nested(metrics: dict, keys: tuple[str, ...]) -> dict[str, float | None]:
-    # {"oracle": {"auc": a}} -> {"oracle/auc": a}; an absent or null block gives nulls
-    return {f"{key}/{m}": (metrics.get(key) or {}).get(m) for key in keys for m in ("auc", "logloss")}
+    # {"oracle": {"auc": a}} -> {"oracle/auc": a} for every such column of SCHEMA; an absent block gives nulls
+    return {
+        column: (metrics.get(key) or {}).get(column.split("/", 1)[1])
+        for key in keys
+        for column in SCHEMA
+        if column.startswith(f"{key}/")
+    }
 
 
 # a search space's options as OptInter's methods: AutoFIS keeps a pair as a gated inner product (factorized) or

@@ -48,6 +48,7 @@ class PaperTable:
     rows: tuple[dict[str, Any], ...]
     proposed: tuple[str, ...]  # the paper's own models (row keys); the other rows are its baselines
     significance: Significance
+    printed_columns: dict[str, str]  # a metric -> the column title the paper prints (DPN Table 5: auc_new -> New)
 
     def decimals(self, dataset: str, metric: str) -> int | None:
         """Decimals the paper prints for this cell: a ``dataset.metric`` key overrides ``metric``."""
@@ -85,6 +86,7 @@ def get_table(paper: str, table: str) -> PaperTable:
         row_key=tuple(spec["row_key"]),
         rows=tuple(spec["rows"]),
         proposed=tuple(spec.get("proposed", ())),
+        printed_columns=dict(spec.get("printed_columns", {})),
         significance=Significance(**papers[paper]["significance"]),
     )
 
