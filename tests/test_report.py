@@ -755,3 +755,28 @@ def test_dpn_table5_oracle_row_scores_each_test_group(tmp_path):
     oracle_line = next(line for line in md.read_text().splitlines() if line.startswith("| Oracle (true model) "))
     assert "0.8000" in oracle_line and "0.7800" in oracle_line and "0.7600" in oracle_line
     assert "New − oracle" in md.read_text() and "inFreq − oracle" in md.read_text()
+
+
+def test_dpn_cost_section_puts_our_seconds_per_epoch_beside_the_papers(tmp_path):
+    """DPN Table 2c prints CPU seconds per epoch: ours is train_time_s / epochs, mean over the row's runs."""
+    multirun = tmp_path / "multiruns" / "cost"
+    for num, (seed, train_s) in enumerate(((1, 30.0), (2, 50.0))):
+        job = multirun / str(num)
+        job.mkdir(parents=True)
+        metrics = {
+            "model": "dnn", "data": "synthetic_movielens_tag", "paper_dataset": "movielens_tag",
+            "data_description": "synthetic 3-field stand-in — not the paper's data", "optimizer": "adam",
+            "split_sizes": {"train": 1400, "valid": 200, "test": 400}, "seed": seed, "params": 1, "dense_params": 2000,
+            "status": "completed", "epochs": 5, "train_time_s": train_s, "val/auc": 0.7, "val/logloss": 0.5,
+            "test/auc": 0.7, "test/logloss": 0.5,
+        }  # fmt: skip
+        (job / "metrics.json").write_text(json.dumps(metrics))
+    (multirun / "multirun.yaml").write_text("hydra: {}\n")
+    md = write_table("dpn", "table2c", [multirun], tmp_path / "out", _configs(tmp_path, ["dnn"]), "default")
+    table = get_table("dpn", "table2c")
+    dnn = next(r for r in table.rows if r["model"] == "dnn")
+    cost = md.read_text().split("Cost: seconds per epoch")[1]
+    dnn_line = next(line for line in cost.splitlines() if line.startswith(f"| {dnn['name']} "))
+    paper = table.value(dnn, "movielens_tag", "cpu_seconds_per_epoch")
+    cells = [c.strip() for c in dnn_line.strip("|").split("|")]
+    assert cells[1:] == ["8.0", f"{paper:g}"]  # (30 / 5 + 50 / 5) / 2 = 8 s per epoch

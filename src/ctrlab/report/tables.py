@@ -517,17 +517,14 @@ def _cost_section(result: ResultTable, dataset: str) -> list[str]:
     costs = [m for m in t.metrics if m in COST_METRICS]
     if not costs:
         return []
-    header = ["Model"]
-    for m in costs:
-        header += [f"{'params (k)' if m == 'params' else 's / epoch'} ours", "paper"]
+    header = ["Model"] + [title for _ in costs for title in ("s / epoch ours", "paper")]
     rows = []
     for row in t.rows:
-        ours = dict(zip(("params", "seconds"), result.costs.get((row_id(t, row), dataset), (None, None)), strict=True))
+        seconds = result.costs.get((row_id(t, row), dataset))
         texts = [row_name(t, row)]
         for m in costs:
-            value = ours["params"] / 1000 if m == "params" and ours["params"] is not None else ours["seconds"]
             paper = t.value(row, dataset, m)
-            texts += ["—" if value is None else f"{value:.1f}", "—" if paper is None else f"{paper:g}"]
+            texts += ["—" if seconds is None else f"{seconds:.1f}", "—" if paper is None else f"{paper:g}"]
         rows.append([x.replace("|", "\\|") for x in texts])
     where = result.hardware or "no completed runs"
     return [
