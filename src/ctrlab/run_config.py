@@ -41,6 +41,14 @@ class _Keys(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
 
+class InferenceTiming(_Keys):
+    """``inference_timing``: time the trained model on this many test rows in batches of this size (AIM §4.5)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    samples: Positive
+    batch_size: Positive
+
+
 class RunKeys(_Keys):
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)]
     test: bool = True
@@ -50,6 +58,7 @@ class RunKeys(_Keys):
     monitor: Literal["auc", "logloss", "auc_minus_logloss"] = "auc"
     standin: Literal["interactions", "dynamic", "memorize", "functions", "context"] = "interactions"
     compile: bool = False
+    inference_timing: InferenceTiming | None = None  # ctrlab.lit.timing; null: not timed
 
 
 class RareValueGroupKeys(_Keys):

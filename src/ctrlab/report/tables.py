@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
+import yaml
 
 from ctrlab.report.collect import RECOVERY_KEYS, Collection, SkippedJob, collect
 from ctrlab.report.paper import PaperTable, dataset_name, get_table, metric_name, not_reproducible
@@ -52,12 +53,21 @@ METRIC_COLUMNS = {"auc": f"{SPLIT}/auc", "logloss": f"{SPLIT}/logloss", "params"
                   "auc_all": f"{SPLIT}/auc", "auc_new": f"{SPLIT}/auc_new",
                   "auc_infreq": f"{SPLIT}/auc_infreq",
                   # AIM Table 3: the kept share of the highest order's interactions (collect.fi_ratio_pct)
-                  "fi_ratio_pct": "fi_ratio_pct"}  # fmt: skip
+                  "fi_ratio_pct": "fi_ratio_pct",
+                  # AIM Tables 7-9 (kind complexity): minutes per epoch, of the run (a chain: its last stage) and per
+                  # kind of stage, and the inference seconds (collect.SCHEMA)
+                  "train_min": "train_min", "inference_s": "inference_s",
+                  "search_interaction_if_min": "stage_min/search_interaction_if",
+                  "search_embed_min": "stage_min/search_embed", "retrain_min": "stage_min/retrain"}  # fmt: skip
 # DPN leaves the embedding tables out of its parameter counts (Tables 2, 9, 10, 12); OptInter and AIM count all
 PARAMS_COUNTED = {"dpn": "dense_params"}
 PARAMS_UNITS = {"k": 1e3, "M": 1e6, "1e7": 1e7}  # AIM Table 5 counts in units of 10^7
 PRIVATE_DATASETS = frozenset({"huawei"})  # AIM's Huawei column: the company's data, not available to anyone else
 COUNT_DECIMALS = 1  # a method count, mean over seeds
+# a complexity table (AIM Tables 7-9) measured on a small stand-in: the paper's 1 or 2 decimals would print 0.0
+COMPLEXITY_DECIMALS = 4
+# where each paper measured its complexity tables' times (kind complexity)
+PAPER_HARDWARE = {"aim": "one NVIDIA 1080Ti GPU, the whole Avazu training set per epoch (AIM §4.5)"}
 FALLBACK_DECIMALS = 4
 CSV_COLUMNS = (
     "model",
@@ -139,6 +149,7 @@ class ResultTable:
     claims: dict[str, tuple[ClaimResult, ...]]  # dataset with an oracle -> the table's planted-truth claims there
     costs: dict[tuple[str, str], float | None]  # (row, dataset) -> seconds per epoch
     hardware: str | None  # what the runs' costs were measured on (their environment.json)
+    inference_timing: dict[str, int] | None  # the runs' `inference_timing` (samples, batch_size), if they set one
     # (row name, dataset) -> the mean recovery scores (collect.RECOVERY_KEYS) of the row's searched architectures:
     # OptInter's share of the planted memorized / factorized / no-effect pairs given the matching method, AIM's
     # FIS / IFS / EDS scores; and how many searches (stand-ins with a planted truth only)
@@ -470,6 +481,7 @@ def build_table(
         claims=checked,
         costs=_costs(ours),
         hardware=_hardware(ours),
+        inference_timing=_inference_timing(ours),
         recovery=_recovery(ours, names),
     )
 
@@ -498,6 +510,16 @@ def _hardware(runs: pl.DataFrame) -> str | None:
         return f"{env.get('processor') or env.get('machine')}, {env.get('torch_threads')} torch threads" + (
             f", {env['cuda']}" if env.get("cuda") else ", CPU only"
         )
+    return None
+
+
+def _inference_timing(runs: pl.DataFrame) -> dict[str, int] | None:
+    # as _hardware: the first run's, since a reproduction's jobs share the experiment's setting
+    for job in runs["job"].to_list():
+        try:
+            return (yaml.safe_load((Path(job) / "config_resolved.yaml").read_text()) or {}).get("inference_timing")
+        except (OSError, yaml.YAMLError):
+            continue
     return None
 
 
@@ -552,6 +574,8 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _decimals(table: PaperTable, dataset: str, metric: str) -> int:
+    if table.kind == "complexity":
+        return COMPLEXITY_DECIMALS
     counts = METRIC_COLUMNS[metric].startswith("arch/") or metric == "fi_ratio_pct"  # a share of counts
     return table.decimals(dataset, metric) or (COUNT_DECIMALS if counts else FALLBACK_DECIMALS)
 
@@ -655,6 +679,8 @@ def _header(result: ResultTable) -> list[str]:
             f"LogLoss: how far above it). Real-data columns have no oracle."
         )
     lines += _recovery_lines(result)
+    if t.kind == "complexity":
+        lines.append(_timing_line(result))
     if result.optimizers:
         lines.append(
             "- **Optimizers**: "
@@ -684,6 +710,24 @@ def _header(result: ResultTable) -> list[str]:
             f"{', '.join(f'`{c}`' for c in result.configs) or 'no model yet'} over seeds (n counts runs).",
         ]
     return lines
+
+
+def _timing_line(result: ResultTable) -> str:
+    """A complexity table's header line: what its times measure, and the two machines."""
+    timing = result.inference_timing
+    inference = (
+        f"inference = seconds to score {timing['samples']:,} test rows (the split cycled when shorter) in batches of "
+        f"{timing['batch_size']:,}, best of 2, after fitting (`ctrlab.lit.timing`)"
+        if timing
+        else "no inference timed (the runs set no `inference_timing`)"
+    )
+    paper = PAPER_HARDWARE.get(result.table.paper, "its own machine")
+    return (
+        f"- **Timing**: train = minutes per epoch of fitting (training and its validation pass, over this data's "
+        f"whole train split; a chain's row: its re-train stage, as the paper counts); {inference}. Measured here on "
+        f"{result.hardware or 'no completed runs'}; the paper's on {paper}. "
+        f"Times depend on the machine and the data's size: compare rows, not machines."
+    )
 
 
 def _pct(v: float | None) -> str:
