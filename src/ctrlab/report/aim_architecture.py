@@ -20,6 +20,7 @@ Each writes ``<key>.<scale>.png``, ``.csv`` (the plotted numbers; Figure 8 a sec
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -257,7 +258,7 @@ def write_figure7(spec: dict[str, Any], artifacts: list[Path], out_dir: Path, sc
     ax.set_ylabel("|α'| of the (pair, function) slot")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6, ncol=2)
-    fig.suptitle(f"{spec['label']} (ours, scale {scale}): {spec['caption']}", fontsize=8)
+    fig.suptitle(_title(spec, scale), fontsize=8)
     fig.tight_layout()
     save_png(fig, out_dir / f"{stem}.png")
 
@@ -281,6 +282,10 @@ def write_figure7(spec: dict[str, Any], artifacts: list[Path], out_dir: Path, sc
     md = out_dir / f"{stem}.md"
     write_text_atomic(md, "\n".join(lines) + "\n")
     return md
+
+
+def _title(spec: dict[str, Any], scale: str) -> str:
+    return "\n".join(textwrap.wrap(f"{spec['label']} (ours, scale {scale}): {spec['caption']}", 120))
 
 
 def _searches_lines(searched: list[_Searched], scale: str) -> list[str]:
@@ -368,7 +373,7 @@ def write_figure8(spec: dict[str, Any], artifacts: list[Path], out_dir: Path, sc
     right.legend(fontsize=7)
     for ax in (left, right):
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(f"{spec['label']} (ours, scale {scale}): {spec['caption']}", fontsize=8)
+    fig.suptitle(_title(spec, scale), fontsize=8)
     fig.tight_layout()
     save_png(fig, out_dir / f"{stem}.png")
 
