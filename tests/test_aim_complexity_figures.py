@@ -27,7 +27,9 @@ from ctrlab.report.paper import get_table
 from ctrlab.reproduce import CONFIGS, experiment_spec, write_report
 from ctrlab.run_config import ConfigError, validate_run_config
 from ctrlab.search.artifact import SCHEMA_VERSION, Artifact, Provenance, SpaceRecord, write_artifact
+from ctrlab.train import train
 from tests.helpers import ROOT, run_module, synthetic_source
+from tests.test_train import FAST, make_cfg
 
 FUNCTIONS = ["inner", "outer", "vector_kernel", "scalar_kernel"]
 
@@ -56,6 +58,13 @@ def test_inference_timing_scores_the_requested_rows_in_batches():
     assert forward_seconds(model, batches, repeats=3, clock=lambda: float(next(ticks))) == 1.0
     assert model.calls == 1 + 3 * len(batches)  # one warm-up batch, then every batch per repeat
     assert model.training  # the mode it was in is restored
+
+
+def test_a_run_with_inference_timing_records_its_inference_seconds(tmp_path):
+    timing = "+inference_timing={samples: 5000, batch_size: 2000}"  # the 600 test rows, cycled
+    metrics = train(make_cfg(tmp_path, [*FAST, "trainer.max_epochs=1", timing]))
+    assert metrics["status"] == "completed" and metrics["inference_s"] > 0
+    assert "inference_s" not in train(make_cfg(tmp_path / "untimed", [*FAST, "trainer.max_epochs=1"]))
 
 
 def test_a_bad_inference_timing_stops_the_run_at_its_start_naming_the_key():
