@@ -127,6 +127,7 @@ def test_complexity_tables_read_params_minutes_per_epoch_per_stage_and_inference
     assert "Test CPU 9000, 2 torch threads, CPU only" in md7 and "NVIDIA 1080Ti" in md7
     assert "200,000 test rows" in md7 and "batches of 2,000" in md7
     md9 = write_report(experiment_spec("aim/table9"), [aim3], "smoke", tmp_path / "t9").read_text()
+    assert "summed over a chain's stages of that kind" in md9 and "inference =" not in md9  # no inference column
     cells = _cells(md9, "AIM(3rd)")  # search interaction-IF, search embed, re-train: ours, paper, Δ
     assert cells[1:3] == ["3.0000 (n=1)", "20.5000"] and cells[4:6] == ["2.0000 (n=1)", "17.1000"]
     assert cells[7:9] == ["0.5000 (n=1)", "14.8000"]

@@ -714,19 +714,26 @@ def _header(result: ResultTable) -> list[str]:
 
 def _timing_line(result: ResultTable) -> str:
     """A complexity table's header line: what its times measure, and the two machines."""
+    per_epoch = "minutes per epoch of fitting (training and its validation pass, over this data's whole train split)"
+    parts = []
+    if "train_min" in result.metrics:
+        parts.append(f"train = {per_epoch}; a chain's row: its re-train stage, as the paper counts")
+    if any(METRIC_COLUMNS[m].startswith("stage_min/") for m in result.metrics):
+        parts.append(f"each stage = {per_epoch}, summed over a chain's stages of that kind (AIM(3rd): the order-2 "
+                     "and order-3 interaction searches)")  # fmt: skip
     timing = result.inference_timing
-    inference = (
-        f"inference = seconds to score {timing['samples']:,} test rows (the split cycled when shorter) in batches of "
-        f"{timing['batch_size']:,}, best of 2, after fitting (`ctrlab.lit.timing`)"
-        if timing
-        else "no inference timed (the runs set no `inference_timing`)"
-    )
+    if "inference_s" in result.metrics:
+        parts.append(
+            f"inference = seconds to score {timing['samples']:,} test rows (the split cycled when shorter) in batches "
+            f"of {timing['batch_size']:,} on the device the run trained on, best of 2, after fitting "
+            "(`ctrlab.lit.timing`)"
+            if timing
+            else "no inference timed (the runs set no `inference_timing`)"
+        )
     paper = PAPER_HARDWARE.get(result.table.paper, "its own machine")
     return (
-        f"- **Timing**: train = minutes per epoch of fitting (training and its validation pass, over this data's "
-        f"whole train split; a chain's row: its re-train stage, as the paper counts); {inference}. Measured here on "
-        f"{result.hardware or 'no completed runs'}; the paper's on {paper}. "
-        f"Times depend on the machine and the data's size: compare rows, not machines."
+        f"- **Timing**: {'; '.join(parts)}. Measured here on {result.hardware or 'no completed runs'}; the paper's "
+        f"on {paper}. Times depend on the machine and the data's size: compare rows, not machines."
     )
 
 
