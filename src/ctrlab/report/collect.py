@@ -17,6 +17,9 @@ from ctrlab.search.recovery import INTERACTION_SPACES, PAIR
 METRICS_FILE = "metrics.json"
 # ctrlab.search.recovery's scores: OptInter's planted kinds, then AIM's FIS (kept / dropped), IFS and EDS
 RECOVERY_KEYS = ("memorized", "factorized", "none", "fis_kept", "fis_dropped", "ifs", "eds")
+# AIM Table 9's columns -> the name prefix of the chain stages they sum (configs/search/aim*.yaml: interaction,
+# interaction3, ..., embed, retrain)
+STAGE_KINDS = {"search_interaction_if": "interaction", "search_embed": "embed", "retrain": "retrain"}
 
 # one column per field a completed run writes (see ctrlab.train); a missing field is null
 SCHEMA: dict[str, type[pl.DataType]] = {
@@ -69,7 +72,7 @@ SCHEMA: dict[str, type[pl.DataType]] = {
     # AIM Tables 7-9: minutes per epoch (train_time_s / epochs / 60) of the run (a chain: its last stage), summed
     # per kind of stage over a chain's stages, and the seconds to score inference_timing's rows (ctrlab.lit.timing)
     "train_min": pl.Float64,
-    **{f"stage_min/{kind}": pl.Float64 for kind in ("search_interaction_if", "search_embed", "retrain")},
+    **{f"stage_min/{kind}": pl.Float64 for kind in STAGE_KINDS},
     "inference_s": pl.Float64,
     "scale": pl.String,  # not in metrics.json: the `scale` choice Hydra recorded (.hydra/hydra.yaml); null if none
 }
@@ -177,10 +180,6 @@ def _minutes_per_epoch(metrics: dict) -> float | None:
     # fit time (training and its validation passes, as the other cost columns) per epoch, in minutes
     seconds, epochs = metrics.get("train_time_s"), metrics.get("epochs")
     return seconds / max(epochs, 1) / 60 if seconds is not None and epochs is not None else None
-
-
-# AIM Table 9's columns -> the chain stages they sum (configs/search/aim*.yaml: interaction, interaction3, ...)
-STAGE_KINDS = {"search_interaction_if": "interaction", "search_embed": "embed", "retrain": "retrain"}
 
 
 def _stage_minutes(metrics: dict) -> dict[str, float | None]:
