@@ -5,7 +5,8 @@ a shared machine do not enter the figures; ``--wall``: wall time on torch's defa
 ``--samples`` estimates the same rate in less time.
 
 Part 1: every model config (configs/model/<name>.yaml as shipped) on a Criteo-shaped input (39 fields), the model
-in eval mode under ``torch.inference_mode``, batches already in memory: samples/s, best of ``--repeats``. Configs
+in eval mode under ``torch.inference_mode``, batches already in memory: samples/s, best of ``--repeats``
+(``ctrlab.lit.timing.forward_seconds``, which also times AIM Tables 7-8's inference column in a run). Configs
 that need other data (behaviour sequences, cross-product features, a searched architecture) are listed as such.
 
 Part 2: the evaluation path for DeepFM over the same rows: ``Trainer.validate`` with ``CTRModule`` (inference
@@ -32,6 +33,7 @@ from ctrlab.data.cache import SplitArrays
 from ctrlab.data.datamodule import BatchLoader
 from ctrlab.data.schema import FeatureMap, Field
 from ctrlab.lit.module import CTRModule, build_model
+from ctrlab.lit.timing import forward_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "model"
@@ -48,16 +50,7 @@ def model_config(name: str) -> DictConfig:
 
 
 def bare_samples_per_s(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], repeats: int) -> float:
-    model.eval()
-    best = float("inf")
-    with torch.inference_mode():
-        model(batches[0])  # warm-up
-        for _ in range(repeats):
-            start = CLOCK()
-            for batch in batches:
-                model(batch)
-            best = min(best, CLOCK() - start)
-    return sum(len(b["label"]) for b in batches) / best
+    return sum(len(b["label"]) for b in batches) / forward_seconds(model, batches, repeats, CLOCK)
 
 
 def validate_samples_per_s(module: CTRModule, loader: BatchLoader) -> float:

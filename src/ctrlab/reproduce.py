@@ -38,7 +38,7 @@ from omegaconf import OmegaConf
 
 from ctrlab.report import write_table
 from ctrlab.report.collect import collect
-from ctrlab.report.figures import write_architecture_figure, write_figure, write_tradeoff
+from ctrlab.report.figures import searched_artifacts, write_architecture_figure, write_figure, write_tradeoff
 from ctrlab.report.paper import get_table
 from ctrlab.report.tables import row_id
 
@@ -87,17 +87,22 @@ def write_report(spec: dict, run_dirs: list[Path], scale: str, out_dir: Path, ex
     """Write the experiment's report into ``out_dir``: a table with rows keyed by model (``kind: table``) or by a
     swept value (``sweep``), or a figure of a metric against a swept value (``figure``), against steps
     (``curve``), of AUC against parameters (``tradeoff``) or of the jobs' searched architectures
-    (``architecture_figure``). ``expected``: how many jobs the reproduction has, for the table to count the
-    missing ones."""
+    (``architecture_figure``), or AIM Table 6's kept embedding size per field (``field_stats``). ``expected``:
+    how many jobs the reproduction has, for the table to count the missing ones."""
     if spec["kind"] in ("figure", "curve"):
         return write_figure(spec, run_dirs, out_dir, scale)
     if spec["kind"] == "tradeoff":
         return write_tradeoff(spec, run_dirs, out_dir, scale)
     if spec["kind"] == "architecture_figure":
         return write_architecture_figure(spec, run_dirs, out_dir, scale)
+    if spec["kind"] == "field_stats":  # AIM Table 6: per field, the embedding size the jobs' EDS searches kept
+        from ctrlab.report.aim_architecture import write_table6  # torch and the models: only for this report
+
+        return write_table6(spec, searched_artifacts(run_dirs), out_dir, scale)
     if spec["kind"] not in ("table", "sweep"):
         raise SystemExit(
-            f"unknown report kind {spec['kind']!r}; allowed: table, sweep, figure, curve, tradeoff, architecture_figure"
+            f"unknown report kind {spec['kind']!r}; allowed: table, sweep, figure, curve, tradeoff, "
+            "architecture_figure, field_stats"
         )
     return write_table(
         spec["paper"],

@@ -41,6 +41,15 @@ class _Keys(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
 
+class InferenceTiming(_Keys):
+    """``inference_timing`` (null: none): time the trained model on this many test rows in batches of this size
+    (AIM §4.5, ``ctrlab.lit.timing``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    samples: Positive
+    batch_size: Positive
+
+
 class RunKeys(_Keys):
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)]
     test: bool = True
@@ -50,6 +59,7 @@ class RunKeys(_Keys):
     monitor: Literal["auc", "logloss", "auc_minus_logloss"] = "auc"
     standin: Literal["interactions", "dynamic", "memorize", "functions", "context"] = "interactions"
     compile: bool = False
+    inference_timing: dict[str, Any] | None = None  # ctrlab.lit.timing, its keys checked by InferenceTiming
 
 
 class RareValueGroupKeys(_Keys):
@@ -135,6 +145,8 @@ def validate_run_config(cfg: DictConfig, model_context: str = "") -> None:
     error, so that a bundle that sets a key on a model without that part says which model and which bundle."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     _check(RunKeys, {k: v for k, v in plain.items() if k in RunKeys.model_fields}, "")
+    if plain.get("inference_timing") is not None:
+        _check(InferenceTiming, plain["inference_timing"], "inference_timing.")
     _check(DataKeys, plain.get("data") or {}, "data.")
     _check(TrainerKeys, plain.get("trainer") or {}, "trainer.")
     _check(ModelKeys, plain.get("model") or {}, "model.")

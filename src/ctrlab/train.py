@@ -30,6 +30,7 @@ from ctrlab.lit.callbacks import TrainingThroughput
 from ctrlab.lit.loggers import SafeWandbLogger, StagedCSVLogger
 from ctrlab.lit.module import NonFiniteLossError, build_model
 from ctrlab.lit.resume import carry_csv_log, check_run_folder
+from ctrlab.lit.timing import inference_seconds
 from ctrlab.run_config import ConfigError, validate_run_config
 from ctrlab.utils import environment, write_json
 
@@ -270,6 +271,11 @@ def _train(cfg: DictConfig, output_dir: Path, metrics: dict[str, Any], loggers: 
             }
         )
     metrics["best_checkpoint"] = trainer.checkpoint_callback.best_model_path if ckpt else None
+    if cfg.get("inference_timing"):  # AIM Tables 7-8: seconds to score N test rows at a fixed batch size
+        timing = cfg.inference_timing
+        metrics["inference_s"] = inference_seconds(
+            model, datamodule.splits["test"], timing.samples, timing.batch_size, trainer.strategy.root_device
+        )
     # a search stage adds its artifact and "without re-train" scores, a re-train stage what its architecture kept
     metrics.update(module.stage_metrics(trainer, datamodule, test=bool(cfg.get("test"))))
     metrics["status"] = "completed"

@@ -63,7 +63,7 @@ class _Searched:
     mi: np.ndarray | None = None  # [P] eq. 21 on the train split, filled by _score
 
 
-def _cache_folder(path: Path, artifact: Artifact) -> Path:
+def cache_folder(path: Path, artifact: Artifact) -> Path:
     """The cache folder the artifact was searched on; raises naming the artifact when it is unknown or gone."""
     config = artifact.provenance.config or {}
     cache_dir = (config.get("paths") or {}).get("cache_dir")
@@ -89,7 +89,7 @@ def _load(path: str | Path) -> _Searched:
     """An artifact's pairs and methods and its cache folder, every check done (nothing is scored yet)."""
     path = Path(path)
     artifact = read_artifact(path)
-    folder = _cache_folder(path, artifact)
+    folder = cache_folder(path, artifact)
     fm = FeatureMap.load(folder / "feature_map.json")
     decisions = load_decisions(path, fm)  # refuses an artifact of other fields than the cache's
     if SPACE not in decisions:
@@ -123,7 +123,7 @@ def _score(searched: list[_Searched]) -> list[_Searched]:
     return searched
 
 
-def _save_png(fig: Figure, path: Path) -> None:
+def save_png(fig: Figure, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp.png")  # renamed into place: a reader never sees half a figure
     fig.savefig(tmp, dpi=120)
     tmp.replace(path)
@@ -193,7 +193,7 @@ def write_mi_by_method(artifacts: list[Path], out_dir: Path, scale: str) -> Path
                  "seeds)", fontsize=9)  # fmt: skip
     fig.tight_layout()
     png = out_dir / f"{stem}.png"
-    _save_png(fig, png)
+    save_png(fig, png)
     return png
 
 
@@ -272,5 +272,5 @@ def write_mi_heatmap(artifact: Path, out_dir: Path, scale: str, stem: str) -> Pa
                  fontsize=8)  # fmt: skip
     fig.tight_layout()
     png = out_dir / f"{stem}.png"
-    _save_png(fig, png)
+    save_png(fig, png)
     return png

@@ -17,6 +17,9 @@ from ctrlab.search.recovery import INTERACTION_SPACES, PAIR
 METRICS_FILE = "metrics.json"
 # ctrlab.search.recovery's scores: OptInter's planted kinds, then AIM's FIS (kept / dropped), IFS and EDS
 RECOVERY_KEYS = ("memorized", "factorized", "none", "fis_kept", "fis_dropped", "ifs", "eds")
+# AIM Table 9's columns -> the name prefix of the chain stages they sum (configs/search/aim*.yaml: interaction,
+# interaction3, ..., embed, retrain)
+STAGE_KINDS = {"search_interaction_if": "interaction", "search_embed": "embed", "retrain": "retrain"}
 
 # one column per field a completed run writes (see ctrlab.train); a missing field is null
 SCHEMA: dict[str, type[pl.DataType]] = {
@@ -66,6 +69,11 @@ SCHEMA: dict[str, type[pl.DataType]] = {
     **{f"recovery/{k}": pl.Float64 for k in RECOVERY_KEYS},
     # AIM Table 3's FI ratio: the searched architecture's kept interactions of its highest order, % of C(n, p)
     "fi_ratio_pct": pl.Float64,
+    # AIM Tables 7-9: minutes per epoch (train_time_s / epochs / 60) of the run (a chain: its last stage), summed
+    # per kind of stage over a chain's stages, and the seconds to score inference_timing's rows (ctrlab.lit.timing)
+    "train_min": pl.Float64,
+    **{f"stage_min/{kind}": pl.Float64 for kind in STAGE_KINDS},
+    "inference_s": pl.Float64,
     "scale": pl.String,  # not in metrics.json: the `scale` choice Hydra recorded (.hydra/hydra.yaml); null if none
 }
 
@@ -173,6 +181,27 @@ def _fi_ratio(metrics: dict) -> float | None:
     return fi_ratio_pct(read_artifact(path)) if path and Path(path).is_file() else None
 
 
+def _minutes_per_epoch(metrics: dict) -> float | None:
+    # fit time (training and its validation passes, as the other cost columns) per epoch, in minutes
+    seconds, epochs = metrics.get("train_time_s"), metrics.get("epochs")
+    return seconds / max(epochs, 1) / 60 if seconds is not None and epochs is not None else None
+
+
+def _stage_minutes(metrics: dict) -> dict[str, float | None]:
+    """Per Table 9 column, the minutes per epoch of a chain's stages of that kind, summed (an AIM(3rd) chain
+    searches order 2, then order 3: one epoch of each); nulls outside a chain or without such a stage."""
+    out: dict[str, float | None] = {f"stage_min/{k}": None for k in STAGE_KINDS}
+    for stage in metrics.get("stages") or []:
+        kind = next((k for k, prefix in STAGE_KINDS.items() if stage["name"].startswith(prefix)), None)
+        path = Path(stage["folder"]) / METRICS_FILE
+        if kind is None or not path.is_file():
+            continue
+        minutes = _minutes_per_epoch(json.loads(path.read_text()))
+        if minutes is not None:
+            out[f"stage_min/{kind}"] = (out[f"stage_min/{kind}"] or 0.0) + minutes
+    return out
+
+
 def collect(run_dirs: Iterable[Path]) -> Collection:
     """Read every job of every run folder; completed runs become rows, the others are counted."""
     rows: list[dict] = []
@@ -200,7 +229,8 @@ def collect(run_dirs: Iterable[Path]) -> Collection:
                 | _nested(metrics, ("oracle", "oracle_valid"))
                 | _architecture(metrics)
                 | _recovery(metrics)
-                | {"fi_ratio_pct": _fi_ratio(metrics)}
+                | {"fi_ratio_pct": _fi_ratio(metrics), "train_min": _minutes_per_epoch(metrics)}
+                | _stage_minutes(metrics)
                 | {"model": row, "config": metrics.get("model"), "job": str(job), "scale": _scale(job)}
             )
     return Collection(pl.DataFrame(rows, schema=SCHEMA), tuple(skipped))

@@ -130,7 +130,7 @@ def write_figure(spec: dict[str, Any], run_dirs: list[Path], out_dir: Path, scal
     data = sorted(set(runs["data_description"].drop_nulls().to_list()))
     failed = sum(s.reason == "failed" for s in collection.skipped)
     lines = [
-        *_figure_head(spec, key),
+        *figure_head(spec, key),
         f"- **Runs**: {runs.height} completed ({', '.join(sorted(set(runs['config'].drop_nulls())))}), "
         f"{failed} failed; scale `{scale}`; seeds {', '.join(map(str, sorted(set(runs['seed'].drop_nulls()))))}.",
         f"- **Data**: {'; '.join(data) or 'no runs'}",
@@ -212,7 +212,7 @@ def write_tradeoff(spec: dict[str, Any], run_dirs: list[Path], out_dir: Path, sc
     write_text_atomic(out_dir / f"{key}.csv", points.write_csv())
     failed = sum(s.reason == "failed" for s in collection.skipped)
     lines = [
-        *_figure_head(spec, key),
+        *figure_head(spec, key),
         f"- **Runs**: {runs.height} completed, {failed} failed; scale `{scale}`; seeds "
         f"{', '.join(map(str, sorted(set(runs['seed'].drop_nulls()))))}.",
         f"- **Data**: {'; '.join(sorted(set(runs['data_description'].drop_nulls().to_list()))) or 'no runs'}",
@@ -249,8 +249,10 @@ def searched_artifacts(run_dirs: list[Path]) -> list[Path]:
 def write_architecture_figure(spec: dict[str, Any], run_dirs: list[Path], out_dir: Path, scale: str) -> Path:
     """OptInter Figures 5 and 6 from the searched artifacts of the jobs (``ctrlab.report.architecture_figures``):
     ``figure: mi_by_method`` (Figure 5: every artifact, one per data column and seed) or ``figure: mi_heatmap``
-    (Figure 6: the first job's artifact, written as ``<key>.<scale>``, as Figure 5's own ``figure5.<scale>``).
-    Returns the path the figure function returns (its .png; the .csv beside it)."""
+    (Figure 6: the first job's artifact, written as ``<key>.<scale>``, as Figure 5's own ``figure5.<scale>``);
+    AIM Figures 7 and 8 (``ctrlab.report.aim_architecture``): ``figure: alpha_statistics_auc`` or
+    ``function_frequency``, every artifact. Returns the path the figure function returns (OptInter: its .png;
+    AIM: its .md; the .csv beside it)."""
     artifacts = searched_artifacts(run_dirs)
     if not artifacts:
         raise ValueError(f"{spec['key']}: no job wrote an architecture artifact; nothing to plot")
@@ -259,10 +261,18 @@ def write_architecture_figure(spec: dict[str, Any], run_dirs: list[Path], out_di
         return figures.write_mi_by_method(artifacts, Path(out_dir), scale)
     if spec["figure"] == "mi_heatmap":
         return figures.write_mi_heatmap(artifacts[0], Path(out_dir), scale, stem=f"{spec['key']}.{scale}")
-    raise ValueError(f"{spec['key']}: report.figure = {spec['figure']!r}; allowed: mi_by_method, mi_heatmap")
+    aim = importlib.import_module("ctrlab.report.aim_architecture")
+    if spec["figure"] == "alpha_statistics_auc":  # AIM Figure 7: every job's order-2 interaction search
+        return aim.write_figure7(spec, artifacts, Path(out_dir), scale)
+    if spec["figure"] == "function_frequency":  # AIM Figure 8: every job's highest-order interaction search
+        return aim.write_figure8(spec, artifacts, Path(out_dir), scale)
+    raise ValueError(
+        f"{spec['key']}: report.figure = {spec['figure']!r}; allowed: mi_by_method, mi_heatmap, alpha_statistics_auc, "
+        "function_frequency"
+    )
 
 
-def _figure_head(spec: dict, key: str) -> list[str]:
+def figure_head(spec: dict, key: str) -> list[str]:
     """The first lines of a figure's report: title, the paper's caption, the image and the paper's claim."""
     return [
         f"# {spec['paper']} {key} ({spec['label']}): reproduced",

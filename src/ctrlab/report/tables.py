@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
+import yaml
 
 from ctrlab.report.collect import RECOVERY_KEYS, Collection, SkippedJob, collect
 from ctrlab.report.paper import PaperTable, dataset_name, get_table, metric_name, not_reproducible
@@ -55,12 +56,21 @@ METRIC_COLUMNS = {"auc": f"{SPLIT}/auc", "logloss": f"{SPLIT}/logloss", "params"
                   "auc_all": f"{SPLIT}/auc", "auc_new": f"{SPLIT}/auc_new",
                   "auc_infreq": f"{SPLIT}/auc_infreq",
                   # AIM Table 3: the kept share of the highest order's interactions (collect.fi_ratio_pct)
-                  "fi_ratio_pct": "fi_ratio_pct"}  # fmt: skip
+                  "fi_ratio_pct": "fi_ratio_pct",
+                  # AIM Tables 7-9 (kind complexity): minutes per epoch, of the run (a chain: its last stage) and per
+                  # kind of stage, and the inference seconds (collect.SCHEMA)
+                  "train_min": "train_min", "inference_s": "inference_s",
+                  "search_interaction_if_min": "stage_min/search_interaction_if",
+                  "search_embed_min": "stage_min/search_embed", "retrain_min": "stage_min/retrain"}  # fmt: skip
 # DPN leaves the embedding tables out of its parameter counts (Tables 2, 9, 10, 12); OptInter and AIM count all
 PARAMS_COUNTED = {"dpn": "dense_params"}
 PARAMS_UNITS = {"k": 1e3, "M": 1e6, "1e7": 1e7}  # AIM Table 5 counts in units of 10^7
 PRIVATE_DATASETS = frozenset({"huawei"})  # AIM's Huawei column: the company's data, not available to anyone else
 COUNT_DECIMALS = 1  # a method count, mean over seeds
+# a complexity table (AIM Tables 7-9) measured on a small stand-in: the paper's 1 or 2 decimals would print 0.0
+COMPLEXITY_DECIMALS = 4
+# where each paper measured its complexity tables' times (kind complexity)
+PAPER_HARDWARE = {"aim": "one NVIDIA 1080Ti GPU, the whole Avazu training set per epoch (AIM §4.5)"}
 FALLBACK_DECIMALS = 4
 CSV_COLUMNS = (
     "model",
@@ -142,6 +152,7 @@ class ResultTable:
     claims: dict[str, tuple[ClaimResult, ...]]  # dataset with an oracle -> the table's planted-truth claims there
     costs: dict[tuple[str, str], float | None]  # (row, dataset) -> seconds per epoch
     hardware: str | None  # what the runs' costs were measured on (their environment.json)
+    inference_timing: dict[str, int] | None  # the runs' `inference_timing` (samples, batch_size), if they set one
     # (row name, dataset) -> the mean recovery scores (collect.RECOVERY_KEYS) of the row's searched architectures:
     # OptInter's share of the planted memorized / factorized / no-effect pairs given the matching method, AIM's
     # FIS / IFS / EDS scores; and how many searches (stand-ins with a planted truth only)
@@ -480,6 +491,7 @@ def build_table(
         claims=checked,
         costs=_costs(ours),
         hardware=_hardware(ours),
+        inference_timing=_inference_timing(ours),
         recovery=_recovery(ours, names),
     )
 
@@ -508,6 +520,16 @@ def _hardware(runs: pl.DataFrame) -> str | None:
         return f"{env.get('processor') or env.get('machine')}, {env.get('torch_threads')} torch threads" + (
             f", {env['cuda']}" if env.get("cuda") else ", CPU only"
         )
+    return None
+
+
+def _inference_timing(runs: pl.DataFrame) -> dict[str, int] | None:
+    # as _hardware: the first run's, since a reproduction's jobs share the experiment's setting
+    for job in runs["job"].to_list():
+        try:
+            return (yaml.safe_load((Path(job) / "config_resolved.yaml").read_text()) or {}).get("inference_timing")
+        except (OSError, yaml.YAMLError):
+            continue
     return None
 
 
@@ -559,6 +581,8 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _decimals(table: PaperTable, dataset: str, metric: str) -> int:
+    if table.kind == "complexity":
+        return COMPLEXITY_DECIMALS
     counts = METRIC_COLUMNS[metric].startswith("arch/") or metric == "fi_ratio_pct"  # a share of counts
     return table.decimals(dataset, metric) or (COUNT_DECIMALS if counts else FALLBACK_DECIMALS)
 
@@ -662,6 +686,8 @@ def _header(result: ResultTable) -> list[str]:
             f"LogLoss: how far above it). Real-data columns have no oracle."
         )
     lines += _recovery_lines(result)
+    if t.kind == "complexity":
+        lines.append(_timing_line(result))
     if result.optimizers:
         lines.append(
             "- **Optimizers**: "
@@ -691,6 +717,31 @@ def _header(result: ResultTable) -> list[str]:
             f"{', '.join(f'`{c}`' for c in result.configs) or 'no model yet'} over seeds (n counts runs).",
         ]
     return lines
+
+
+def _timing_line(result: ResultTable) -> str:
+    """A complexity table's header line: what its times measure, and the two machines."""
+    per_epoch = "minutes per epoch of fitting (training and its validation pass, over this data's whole train split)"
+    parts = []
+    if "train_min" in result.metrics:
+        parts.append(f"train = {per_epoch}; a chain's row: its re-train stage, as the paper counts")
+    if any(METRIC_COLUMNS[m].startswith("stage_min/") for m in result.metrics):
+        parts.append(f"each stage = {per_epoch}, summed over a chain's stages of that kind (AIM(3rd): the order-2 "
+                     "and order-3 interaction searches)")  # fmt: skip
+    timing = result.inference_timing
+    if "inference_s" in result.metrics:
+        parts.append(
+            f"inference = seconds to score {timing['samples']:,} test rows (the split cycled when shorter) in batches "
+            f"of {timing['batch_size']:,} on the device the run trained on, best of 2, after fitting "
+            "(`ctrlab.lit.timing`)"
+            if timing
+            else "no inference timed (the runs set no `inference_timing`)"
+        )
+    paper = PAPER_HARDWARE.get(result.table.paper, "its own machine")
+    return (
+        f"- **Timing**: {'; '.join(parts)}. Measured here on {result.hardware or 'no completed runs'}; the paper's "
+        f"on {paper}. Times depend on the machine and the data's size: compare rows, not machines."
+    )
 
 
 def _pct(v: float | None) -> str:
