@@ -94,8 +94,9 @@ def _job(folder: Path, metrics: dict, stages: dict[str, tuple[float, int]] | Non
     (folder / "metrics.json").write_text(json.dumps(base | metrics))
     (folder / "environment.json").write_text(json.dumps({"processor": "Test CPU 9000", "torch_threads": 2,
                                                          "cuda": None}))  # fmt: skip
-    (folder / "config_resolved.yaml").write_text(yaml.safe_dump({"inference_timing": {"samples": 200000,
-                                                                                      "batch_size": 2000}}))
+    (folder / "config_resolved.yaml").write_text(
+        yaml.safe_dump({"inference_timing": {"samples": 200000, "batch_size": 2000}})
+    )
     return folder
 
 
@@ -221,8 +222,10 @@ def test_figure7_sets_each_slots_alpha_beside_its_pairs_statistics_auc(tmp_path,
         got = points.filter(pl.col("pair") == unit)["statistics_auc"].unique().to_list()
         assert got == [pytest.approx(_statistics_auc_slow(splits, a, b))]
     names = [f.name for f in fm.fields]
-    planted = {f"{names[a]}×{names[b]}": fn for (a, b), fn in zip(fm.extra["planted"]["pairs"],
-                                                                   fm.extra["planted"]["functions"], strict=True)}
+    planted = {
+        f"{names[a]}×{names[b]}": fn
+        for (a, b), fn in zip(fm.extra["planted"]["pairs"], fm.extra["planted"]["functions"], strict=True)
+    }
     assert dict(points.select("pair", "planted").drop_nulls().unique().iter_rows()) == planted
     text = md.read_text()
     assert "Fig. 7" in text and "the figure prints none; these are ours only" in text

@@ -157,7 +157,8 @@ def write_table6(spec: dict[str, Any], artifacts: list[Path], out_dir: Path, sca
             lines.append(
                 "On this stand-in the planted truth decides the useful size: Spearman of kept size and planted d_f "
                 "(0 for a field in no planted pair; the EDS recovery score), per search: "
-                + ", ".join(_fmt(r) for r in eds) + "; vocabulary carries no planted signal here."
+                + ", ".join(_fmt(r) for r in eds)
+                + "; vocabulary carries no planted signal here."
             )
     vocab, emb = [r["vocabulary"] for r in paper.rows], [r["embedding"] for r in paper.rows]
     lines += ["", "## Paper (Avazu, 24 fields, ascending vocabulary)", "",
@@ -205,8 +206,10 @@ def _planted_functions(fm: FeatureMap) -> dict[str, str]:
     # the functions stand-in's planted pair -> its function; {} on other data
     planted = fm.extra.get("planted") or {}
     names = [f.name for f in fm.fields]
-    return {f"{names[a]}{PAIR}{names[b]}": fn for (a, b), fn in zip(planted.get("pairs") or [],
-                                                                    planted.get("functions") or [], strict=False)}
+    return {
+        f"{names[a]}{PAIR}{names[b]}": fn
+        for (a, b), fn in zip(planted.get("pairs") or [], planted.get("functions") or [], strict=False)
+    }
 
 
 # --- Figure 7 ---------------------------------------------------------------------------------------------------
@@ -313,7 +316,8 @@ def function_frequency(searched: list[_Searched]) -> pl.DataFrame:
     frame = pl.DataFrame(rows, schema={"order": pl.Int64, "function": pl.String})
     options = searched[0].space(SPACE).options
     grid = pl.DataFrame({"order": sorted(set(frame["order"])) or [2]}).join(
-        pl.DataFrame({"function": options}), how="cross")  # every function of every order, 0 when never kept
+        pl.DataFrame({"function": options}), how="cross"
+    )  # every function of every order, 0 when never kept
     counts = frame.group_by("order", "function").len("kept")
     return (grid.join(counts, on=["order", "function"], how="left").with_columns(pl.col("kept").fill_null(0))
             .with_columns((pl.col("kept") / pl.col("kept").sum().over("order")).fill_nan(None).alias("share"))
