@@ -24,36 +24,29 @@ import time
 from pathlib import Path
 
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 
 from ctrlab.data import cache
 from ctrlab.data.crosses import CrossSpec, attach_crosses, prepare_crosses
 from ctrlab.data.datamodule import BatchLoader
-from ctrlab.data.synthetic import SyntheticSource
 from ctrlab.lit.module import training_loss
 from ctrlab.models.optinter import OptInter
 from ctrlab.utils import machine_summary
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def standin(rows: int, max_vocab: int, folder: Path) -> tuple:
-    source = SyntheticSource(
-        name="synthetic_criteo",
-        num_rows=rows,
-        num_fields=39,
-        min_vocab=4,
-        max_vocab=max_vocab,
-        zipf_alpha=1.05,
-        num_pairs=8,
-        num_triples=4,
-        latent_dim=4,
-        first_order_std=1.0,
-        pair_std=1.5,
-        triple_std=0.4,
-        ctr=0.25,
-        split=[0.7, 0.1, 0.2],
-        min_count=20,
-        seed=2022,
-        mechanism="memorize",
-    )  # fmt: skip  (configs/data/_synthetic.yaml + synthetic_criteo.yaml)
+    """``data=synthetic_criteo standin=memorize`` as a run composes it, at ``rows`` rows and ``max_vocab``."""
+    overrides = [
+        "data=synthetic_criteo",
+        "standin=memorize",
+        f"data.num_rows={rows}",
+        f"data.source.max_vocab={max_vocab}",
+    ]
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        source = instantiate(compose("train", overrides=overrides).data.source)
     base = cache.prepare(source, folder)
     fm, splits = cache.load(base)
     attach_crosses(prepare_crosses(base, CrossSpec(pairs="all", min_count=20)), fm, splits)
