@@ -218,16 +218,16 @@ class SyntheticSequenceSource:
                 self.max_len,
             )
         test = splits["test"]
+        logit, label = draw.logit, draw.label
         oracle = {
-            s: {"auc": auc(draw.logit[splits[s]], draw.label[splits[s]]), "logloss": log_loss(draw.logit[splits[s]],
-                draw.label[splits[s]])}
+            s: {"auc": auc(logit[splits[s]], label[splits[s]]), "logloss": log_loss(logit[splits[s]], label[splits[s]])}
             for s in ("valid", "test")
-        }  # fmt: skip
+        }
         target_cat = torch.from_numpy(cat_lut[draw.item_cat[draw.target[test]]])  # [n]
         cat_history = torch.from_numpy(np.load(out_dir / "test_bags.npy")[:, 1])  # [n, max_len], as models see it
         for name, rows in behaviour_groups(target_cat, cat_history).items():
             rows = rows.numpy()
-            oracle["test"][f"auc_{name}"] = auc(draw.logit[test][rows], draw.label[test][rows])
+            oracle["test"][f"auc_{name}"] = auc(logit[test][rows], label[test][rows])
         return FeatureMap(
             dataset=self.name,
             fields=din_fields(user_vocab, item_vocab, cat_vocab, self.max_len),
