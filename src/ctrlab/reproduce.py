@@ -41,6 +41,7 @@ from ctrlab.report.collect import collect
 from ctrlab.report.figures import searched_artifacts, write_architecture_figure, write_figure, write_tradeoff
 from ctrlab.report.paper import get_table
 from ctrlab.report.tables import row_id
+from ctrlab.run_config import ConfigError, check_paper_setting
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"
@@ -146,6 +147,21 @@ def _sweeps(spec: dict, models: str | None, scale: str) -> dict[str, list[str]]:
     if rest or not model_list:
         sweeps["all"] = [f"model={','.join(rest)}"] if rest else []
     return sweeps
+
+
+def check_columns(experiment: str, data: str | None) -> None:
+    """Refuse, before any job, a data column (``data`` or the experiment's own) that the experiment's paper setting
+    has no column for (``run_config.check_paper_setting`` on each column's composed config)."""
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        own = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+        if own.get("paper_setting") is None:
+            return
+        columns = data or str((own.hydra.sweeper.params or {}).get("data") or own.hydra.runtime.choices.data)
+        for column in columns.split(","):
+            try:
+                check_paper_setting(compose("train", overrides=[f"experiment={experiment}", f"data={column}"]))
+            except ConfigError as err:
+                raise SystemExit(f"{experiment}, data={column}: {err}") from None
 
 
 def _output_root() -> Path:
@@ -261,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     elif models is None and spec["kind"] == "table":  # a sweep names its models in the experiment file
         found = implemented_models(spec["paper"], spec["key"], spec["row_configs"], spec["stage_rows"])
         models = ",".join(m for m in found if m not in spec["derived_rows"])  # filled from other rows' runs
+    check_columns(args.experiment, args.data)
     root = reproduction_dir(args.experiment, args.scale, args.data, args.models, overrides)
     if args.fresh and root.exists():
         print(f"--fresh: deleting {root}", flush=True)

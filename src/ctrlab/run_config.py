@@ -143,6 +143,7 @@ def validate_run_config(cfg: DictConfig, model_context: str = "") -> None:
 
     ``model_context`` (e.g. ``model=xdeepint with ablation=interaction_only``) starts the message of a model key's
     error, so that a bundle that sets a key on a model without that part says which model and which bundle."""
+    check_paper_setting(cfg)  # before resolving: its `column` would fail there without naming the columns
     plain = OmegaConf.to_container(cfg, resolve=True)
     _check(RunKeys, {k: v for k, v in plain.items() if k in RunKeys.model_fields}, "")
     if plain.get("inference_timing") is not None:
@@ -164,6 +165,21 @@ def validate_run_config(cfg: DictConfig, model_context: str = "") -> None:
     ckpt = plain.get("ckpt_path")
     if ckpt is not None and not Path(ckpt).is_file():
         raise ConfigError(f"config key `ckpt_path` = {ckpt!r}: no such checkpoint file")
+
+
+def check_paper_setting(cfg: DictConfig) -> None:
+    """A paper's setting (``paper_setting=optinter``: its table of hyper-parameters, one column per dataset) needs a
+    column for the run's ``data.paper_dataset``; ``ConfigError`` names the key, its value and the columns."""
+    setting = cfg.get("paper_setting")
+    if setting is None:
+        return
+    columns = [k for k in setting if k != "column"]  # `column` is the run's own, selected by data.paper_dataset
+    dataset = cfg.data.paper_dataset
+    if dataset not in columns:
+        raise ConfigError(
+            f"config key `data.paper_dataset` = {dataset!r}: the paper's setting (`paper_setting`, "
+            f"configs/paper_setting/) has no column for it; allowed: {', '.join(columns)}"
+        )
 
 
 def _check(schema: type[BaseModel], values: dict[str, Any], prefix: str) -> None:
