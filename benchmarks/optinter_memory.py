@@ -58,7 +58,8 @@ def measure(args: argparse.Namespace, sparse: bool) -> dict:
     device = torch.device(args.device)
     fm, splits = standin(args.rows, args.max_vocab, Path(args.cache))
     model = OptInter(fm, embedding_dim=20, cross_dim=10, embedding_init_std=1e-4, cross_init_std=1e-4,
-                     mlp_hidden=args.hidden, architecture="memorize", sparse_cross=sparse).to(device)  # fmt: skip
+                     search_init_std=1.0, mlp_hidden=args.hidden, architecture="memorize",
+                     sparse_cross=sparse).to(device)  # fmt: skip
     groups = model.parameter_groups()
     cross = groups.pop("cross")
     opts = [torch.optim.SparseAdam(cross, lr=1e-4) if sparse else torch.optim.Adam(cross, lr=1e-4, weight_decay=3e-8)]

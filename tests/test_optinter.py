@@ -120,7 +120,8 @@ def batch(seed: int = 0) -> dict[str, torch.Tensor]:
     }
 
 
-SMALL = dict(embedding_dim=4, cross_dim=3, embedding_init_std=0.1, cross_init_std=0.1, mlp_hidden=[16])
+SMALL = dict(embedding_dim=4, cross_dim=3, embedding_init_std=0.1, cross_init_std=0.1, search_init_std=0.1,
+             mlp_hidden=[16])  # fmt: skip
 
 
 def test_units_are_the_cross_pairs_by_field_name_and_search_derives_the_argmax():
@@ -203,11 +204,16 @@ def test_bad_settings_are_refused_naming_the_key():
 
 # --- the search recovers the planted truth ----------------------------------------------------------------------
 
-# 10 fields of vocabulary 4..20 (45 pairs), 3 memorized + 3 factorized planted pairs, no triples: value pairs
-# repeat ~70 times in 28k train rows, so memorizing them pays off within an epoch
+# 10 fields of vocabulary 4..20 (45 pairs), 3 memorized + 3 factorized planted pairs, no triples. 280k train rows
+# searched in ONE pass, the regime of the authors' search (it early-stops at the first epoch whose AUC does not
+# improve, i.e. after one pass over Criteo): each batch is new to the model, so the training loss scores the
+# options as held-out data would, and a value pair still repeats ~2,000 times, so memorizing the planted ones pays
 STANDIN = dict(num_fields=10, min_vocab=4, max_vocab=20, num_pairs=6, num_memorized=3, num_triples=0,
-               num_rows=40_000, first_order_std=0.5, pair_std=2.0, mechanism="memorize")  # fmt: skip
-NET = dict(embedding_dim=8, cross_dim=8, embedding_init_std=1e-2, cross_init_std=1e-2, mlp_hidden=[64, 64])
+               num_rows=400_000, first_order_std=0.5, pair_std=2.0, mechanism="memorize")  # fmt: skip
+# the search model as configs/model/optinter.yaml sets it (the authors'): every table N(0, 1), the architecture read
+# as softmax(α / τ) without Gumbel noise
+NET = dict(embedding_dim=8, cross_dim=8, embedding_init_std=1e-2, cross_init_std=1e-2, search_init_std=1.0,
+           mlp_hidden=[64, 64], gumbel_noise=False)  # fmt: skip
 
 
 def search(fm, splits, epochs: int, lr_a: float) -> dict[str, list[str]]:
@@ -228,27 +234,26 @@ def memorize_standin(tmp_path_factory):
     planted = fm.extra["planted"]
     kinds = {tuple(p): k for p, k in zip(planted["pairs"], planted["kinds"], strict=True)}
     truth = [kinds.get(tuple(p), "none") for p in fm.cross_pairs]  # per unit: memorized | factorized | none
-    return fm, splits, truth, search(fm, splits, epochs=2, lr_a=3e-2)
+    return fm, splits, truth, search(fm, splits, epochs=1, lr_a=3e-2)
 
 
 def test_search_memorizes_the_planted_memorized_pairs_and_retrain_beats_optinter_f(memorize_standin):
     fm, splits, truth, derived = memorize_standin
     decisions = derived[-1]
     chosen = [d for d, t in zip(decisions["pair_method"], truth, strict=True) if t == "memorized"]
-    # seen: 3 of 3 memorized after each of the 2 epochs
+    # seen: 3 of 3 memorized (also with data seeds 1, 2 and search seed 1)
     assert chosen.count("memorize") >= 0.8 * len(chosen), chosen
     torch.manual_seed(0)
-    retrained = fit_and_auc(OptInter(fm, **NET, architecture=decisions), splits, epochs=4, lr=3e-3)
+    retrained = fit_and_auc(OptInter(fm, **NET, architecture=decisions), splits, epochs=1, lr=3e-3)
     torch.manual_seed(0)
-    factorized = fit_and_auc(OptInter(fm, **NET, architecture="factorize"), splits, epochs=4, lr=3e-3)
-    # seen: oracle 0.866, re-trained OptInter 0.846, OptInter-F 0.836
-    assert retrained > factorized + 0.005, f"OptInter {retrained:.4f} vs OptInter-F {factorized:.4f}"
+    factorized = fit_and_auc(OptInter(fm, **NET, architecture="factorize"), splits, epochs=1, lr=3e-3)
+    # seen: oracle 0.8714, re-trained OptInter 0.8663, OptInter-F 0.8613 (other data / search seeds: +0.0014..+0.0048)
+    assert retrained > factorized + 0.0025, f"OptInter {retrained:.4f} vs OptInter-F {factorized:.4f}"
     assert retrained <= fm.extra["oracle"]["test"]["auc"] + 0.005
 
 
-@pytest.mark.xfail(strict=True, reason="joint search on the training loss (Algorithm 1) leaves too few no-effect "
-                   "pairs naive: seen 56% after epoch 1, 41% after 3 (docs/decisions.md, 'OptInter')")  # fmt: skip
 def test_search_leaves_the_no_effect_pairs_naive(memorize_standin):
     _, _, truth, derived = memorize_standin
     chosen = [d for d, t in zip(derived[0]["pair_method"], truth, strict=True) if t == "none"]
+    # seen: 39 of 39 naive (data seeds 1, 2: 39, 38; search seed 1: 37)
     assert chosen.count("naive") >= 0.8 * len(chosen), {o: chosen.count(o) for o in OPTIONS}

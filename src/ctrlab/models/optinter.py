@@ -23,6 +23,11 @@ a_i, the factorized pair's inputs (``factorized_embedding``):
         have one size when s1 != s2; it is what makes OptInter-F 21M parameters on Criteo in Table V (FNN's 13M
         + 0.5M values x s2 10 + the wider first layer).
     ``original``: a_i = e^o_i, eq. 14 as printed; needs s1 == s2.
+The search model (``architecture=None``) starts every table at N(0, ``search_init_std``²), as the authors'
+search model does (nn.Embedding's N(0, 1)); a fixed architecture starts at ``embedding_init_std`` /
+``cross_init_std``. Large random tables are noise the loss pushes out: a pair whose memorized or factorized
+embedding does not learn anything useful then loses its weight to naive, which a near-zero start does not do
+(measured on the ``memorize`` stand-in, docs/decisions.md "OptInter: when the search leaves pairs naive").
 Both tables of size s2 are the ``cross`` parameter family (lr_c, l2_c of Table IV), as the authors' optimizer
 groups them; e^o is ``embedding`` (lr_o, l2_o), the MLP ``dense``. See docs/decisions.md, "OptInter".
 """
@@ -56,6 +61,7 @@ class OptInter(CTRModel):
         cross_dim: int,
         embedding_init_std: float,
         cross_init_std: float,
+        search_init_std: float,
         mlp_hidden: list[int],
         mlp_norm: Norm = "layer",
         mlp_norm_after_relu: bool = True,
@@ -63,7 +69,7 @@ class OptInter(CTRModel):
         factorized_embedding: Literal["separate", "original"] = "separate",
         architecture: str | Decisions | None = None,
         temperature: float = 1.0,
-        gumbel_noise: bool = True,
+        gumbel_noise: bool = False,
         gumbel_hard: bool = False,
         sparse_cross: bool = False,
     ) -> None:
@@ -88,6 +94,8 @@ class OptInter(CTRModel):
         self.register_buffer("cols", pairs[:, 1], persistent=False)  # [U]
 
         searching = self.decisions is None
+        if searching:  # the search model's tables: the authors' N(0, 1) (see the class docstring)
+            embedding_init_std = cross_init_std = search_init_std
         memorized = [u for u, d in enumerate(self.decisions or []) if d == "memorize"]
         factorized = [u for u, d in enumerate(self.decisions or []) if d == "factorize"]
         self.register_buffer("factorized", torch.as_tensor(factorized, dtype=torch.long), persistent=False)
