@@ -237,7 +237,8 @@ def test_search_recovers_the_planted_pairs_and_field_sizes(tmp_path):
     Embed stage (c = 0.05) on stage 1's decisions: the kept size per field rank-correlates with the planted useful
     size (d_f for a field in a planted pair, 0 otherwise) (measured: Spearman 0.83, kept sizes
     [0, 5, 6, 0, 0, 0, 7, 0, 5, 6] vs useful [0, 2, 4, 0, 0, 3, 8, 1, 8, 4]; on a 12-field, 8-pair stand-in only
-    0.49: a thin claim). IFS's choice of function is not asserted: see docs/decisions.md, "AIM model and stages"."""
+    0.49: a thin claim). IFS's choice of function is not asserted: see docs/decisions.md, "AIM model and stages" and
+    "AIM's IFS on a stand-in that plants AIM's own functions" (benchmarks/aim_ifs_recovery.py)."""
     src = synthetic_source(name="test_functions", mechanism="functions", num_fields=10, num_pairs=6, latent_dim=8,
                            num_triples=0)  # fmt: skip
     feature_map, splits = cache.load(cache.prepare(src, tmp_path))

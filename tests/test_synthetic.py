@@ -13,7 +13,7 @@ from torchmetrics.functional.classification import binary_auroc
 from ctrlab.data import cache
 from ctrlab.data.crosses import CrossSpec, attach_crosses, prepare_crosses
 from ctrlab.data.schema import SPLITS
-from ctrlab.data.synthetic import FUNCTIONS, MECHANISMS, auc, log_loss
+from ctrlab.data.synthetic import FUNCTION_SETS, MECHANISMS, auc, log_loss
 from ctrlab.models.dynint import DynIntDA
 from ctrlab.models.fm import FM
 from ctrlab.models.poly2 import Poly2
@@ -129,9 +129,46 @@ def test_memorize_plants_memorized_pairs_on_mid_vocabulary_fields_and_factorized
 
 def test_functions_plants_one_function_per_pair_and_a_useful_size_per_field(tmp_path):
     planted = build(tmp_path, **SMALL, mechanism="functions", num_pairs=9, latent_dim=6)[0].extra["planted"]
-    assert len(planted["functions"]) == 9 and {planted["functions"].count(f) for f in FUNCTIONS} == {3}
+    assert len(planted["functions"]) == 9 and {planted["functions"].count(f) for f in FUNCTION_SETS["standin"]} == {3}
     assert len(planted["field_dims"]) == 12 and all(1 <= d <= 6 for d in planted["field_dims"])
     assert len(set(planted["field_dims"])) > 1  # sizes differ by field
+
+
+def test_functions_aim_plants_aims_forms_on_function_wise_latents(tmp_path):
+    """``planted_functions: aim``: AIM's four functions in turn; the ids are those of the default, the labels not;
+    the default stays out of the cache key (older caches valid); a bad name is refused naming the key."""
+    assert "planted_functions" not in synthetic_source(**SMALL, mechanism="functions").cache_key()
+    fm, splits = build(tmp_path / "aim", **SMALL, mechanism="functions", num_pairs=8, planted_functions="aim")
+    assert sorted(fm.extra["planted"]["functions"]) == sorted(FUNCTION_SETS["aim"] * 2)
+    standin = build(tmp_path / "standin", **SMALL, mechanism="functions", num_pairs=8)[1]
+    assert (splits["train"].ids == standin["train"].ids).all()
+    assert (splits["train"].labels != standin["train"].labels).any()
+    with pytest.raises(ValueError, match="data.source.planted_functions='gram' is not one of standin, aim"):
+        synthetic_source(**SMALL, mechanism="functions", planted_functions="gram")
+
+
+def test_aim_planted_terms_against_a_row_by_row_computation():
+    """Each AIM form on its own table u[k] [F, V, L], rescaled to unit std; both outer pairs use the one (w1, w2)
+    drawn from the stream [seed, 4], the kernels come from the stream passed in."""
+    src = synthetic_source(**SMALL, mechanism="functions", planted_functions="aim")
+    rng = np.random.default_rng(0)
+    raw, u = rng.integers(0, 5, size=(40, 4)), rng.normal(size=(4, 4, 5, 3))  # [N, F], [K, F, V, L]
+    planted = {"pairs": [[0, 1], [0, 2], [1, 2], [1, 3], [2, 3]],
+               "functions": ["inner", "outer", "vector_kernel", "outer", "scalar_kernel"]}  # fmt: skip
+    w1, w2 = np.random.default_rng([src.cfg["seed"], 4]).normal(size=(2, 3))
+    h, s = np.random.default_rng(7).normal(size=3), np.random.default_rng(7).normal()
+    for i, ((a, b), function) in enumerate(zip(planted["pairs"], planted["functions"], strict=True)):
+        k = FUNCTION_SETS["aim"].index(function)
+        expected = []
+        for x in raw:
+            ua, ub = u[k, a, x[a]], u[k, b, x[b]]
+            expected.append({"inner": sum(ua[j] * ub[j] for j in range(3)),
+                             "outer": sum(w1[j] * ua[j] for j in range(3)) * sum(w2[j] * ub[j] for j in range(3)),
+                             "vector_kernel": sum(h[j] * ua[j] * ub[j] for j in range(3)),
+                             "scalar_kernel": s * sum(ua[j] * ub[j] for j in range(3))}[function])  # fmt: skip
+        expected = np.array(expected)
+        term = src._pair_term(planted, i, raw, u, np.random.default_rng(7))
+        np.testing.assert_allclose(term, (expected - expected.mean()) / expected.std(), atol=1e-9)
 
 
 # --- a model able to use the mechanism beats one that cannot ----------------------------------------------------

@@ -22,11 +22,17 @@ part (and ``dynamic`` / ``context`` modulate the other parts), one paper's claim
     (the middle half of the fields by vocabulary, so that value pairs repeat and can be memorized). The
     other planted pairs are factorized, <u_a[x_a], u_c[x_c]>; every pair not planted carries nothing (naive).
 ``functions`` (AIM)
-    A sparse set of pairs, each with its own interaction function, cycling through ``FUNCTIONS``:
-    inner <u_a, u_c>, kernel u_a^T K_ac u_c (K_ac a random [L, L] matrix) and weighted
-    sum_k h_ac,k u_a,k u_c,k (element-wise product, then a random linear map). Field f's latent vectors
-    are non-zero in their first d_f of L = ``latent_dim`` dims only, d_f uniform in 1..L: the useful
-    embedding size differs by field.
+    A sparse set of pairs, each with its own interaction function, cycling through the set
+    ``planted_functions`` names (``FUNCTION_SETS``). ``standin`` (the default), on the one latent table u of
+    every mechanism: inner <u_a, u_c>, kernel u_a^T K_ac u_c (K_ac a random [L, L] matrix) and weighted
+    sum_k h_ac,k u_a,k u_c,k (element-wise product, then a random linear map). ``aim``: AIM's own four
+    forms, each on its own latent table u^k (function-wise, as AIM's embeddings), so that a field in pairs of
+    different functions carries unrelated vectors in each: inner <u^k_a, u^k_c>; outer
+    (w_1^T u^k_a)(w_2^T u^k_c) with ONE (w_1, w_2) for every outer pair (AIM shares its w across
+    interactions); vector_kernel sum_k h_ac,k u^k_a,k u^k_c,k (h_ac per pair: the same form as weighted);
+    scalar_kernel s_ac <u^k_a, u^k_c> (after the rescaling below only the sign of s_ac is left, so it is
+    inner on another table). Field f's latent vectors are non-zero in their first d_f of L = ``latent_dim``
+    dims only, d_f uniform in 1..L: the useful embedding size differs by field.
 ``context`` (DPN)
     The parameters of the main fields depend on the values of ``num_context_fields`` context fields C (the
     smallest vocabularies): field f's first-order weight and planted pair p's term are multiplied by
@@ -65,7 +71,11 @@ from ctrlab.data.schema import FeatureMap, Field
 
 RECIPE_VERSION = 1
 MECHANISMS = ("interactions", "dynamic", "memorize", "functions", "context")
-FUNCTIONS = ("inner", "kernel", "weighted")  # the ``functions`` mechanism's interaction functions, in turn
+# the ``functions`` mechanism's planted interaction functions (``planted_functions``), cycled over the pairs
+FUNCTION_SETS = {
+    "standin": ("inner", "kernel", "weighted"),  # one latent table per field, shared by its pairs
+    "aim": ("inner", "outer", "vector_kernel", "scalar_kernel"),  # AIM's forms, a table per (field, function)
+}
 
 
 def split_indices(n: int, ratios: list[float], rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -143,6 +153,7 @@ class SyntheticSource:
         num_memorized: int = 4,
         field_names: list[str] | None = None,
         vocabs: list[int] | None = None,
+        planted_functions: str = "standin",
     ) -> None:
         if mechanism not in MECHANISMS:
             raise ValueError(f"data.source.mechanism={mechanism!r} is not one of {', '.join(MECHANISMS)}")
@@ -154,6 +165,10 @@ class SyntheticSource:
             raise ValueError(
                 f"data.source.num_context_fields={num_context_fields} must be in 1..{num_fields - 1} "
                 f"(fewer than data.source.num_fields={num_fields})"
+            )
+        if planted_functions not in FUNCTION_SETS:
+            raise ValueError(
+                f"data.source.planted_functions={planted_functions!r} is not one of {', '.join(FUNCTION_SETS)}"
             )
         if context_std < 0:
             raise ValueError(f"data.source.context_std={context_std} must be >= 0")
@@ -176,6 +191,8 @@ class SyntheticSource:
         for key in ("field_names", "vocabs"):  # unset: not in the cache key, so older caches stay valid
             if self.cfg[key] is None:
                 del self.cfg[key]
+        if planted_functions == "standin":  # the default: not in the cache key either
+            del self.cfg["planted_functions"]
 
     @property
     def field_names(self) -> list[str]:
@@ -220,7 +237,8 @@ class SyntheticSource:
             out["pairs"] = sorted(memorized + factorized)
             out["kinds"] = [kinds[tuple(p)] for p in out["pairs"]]
         if c["mechanism"] == "functions":
-            out["functions"] = [FUNCTIONS[i % len(FUNCTIONS)] for i in extra_rng.permutation(c["num_pairs"])]
+            functions = FUNCTION_SETS[c.get("planted_functions", "standin")]
+            out["functions"] = [functions[i % len(functions)] for i in extra_rng.permutation(c["num_pairs"])]
             out["field_dims"] = extra_rng.integers(1, c["latent_dim"] + 1, size=f).tolist()
         return out
 
@@ -247,13 +265,17 @@ class SyntheticSource:
         u = rng.normal(size=(num_f, vmax, c["latent_dim"]))  # latent vectors of the planted terms
         extra_rng = np.random.default_rng([c["seed"], 3])  # the newer mechanisms' draws, apart from ``rng``
         mechanism = c["mechanism"]
+        pair_u = u  # the pairs' latent vectors: u, or a table per (function, field) [K, F, V, L] under ``aim``
         if mechanism == "functions":  # field f's latent vectors use their first d_f dims only
-            u = u * (np.arange(c["latent_dim"]) < np.array(planted["field_dims"])[:, None])[:, None, :]
+            useful = (np.arange(c["latent_dim"]) < np.array(planted["field_dims"])[:, None])[:, None, :]  # [F, 1, L]
+            u = pair_u = u * useful
+            if c.get("planted_functions") == "aim":
+                pair_u = extra_rng.normal(size=(len(FUNCTION_SETS["aim"]), *u.shape)) * useful
         fields = np.arange(num_f)
         first_terms = w[fields, raw]  # [N, F]
         pair_terms = (
             np.stack(  # [N, P]
-                [self._pair_term(planted, i, raw, u, extra_rng) for i in range(len(planted["pairs"]))], axis=1
+                [self._pair_term(planted, i, raw, pair_u, extra_rng) for i in range(len(planted["pairs"]))], axis=1
             )
             if planted["pairs"]
             else np.zeros((n, 0))
@@ -293,18 +315,28 @@ class SyntheticSource:
         """Planted pair i's term [N]: <u_a, u_c> in ``interactions`` / ``dynamic`` / ``context``; in ``memorize``
         and ``functions`` its kind's or function's term, rescaled to unit std."""
         a, b = planted["pairs"][i]
-        ua, ub = u[a, raw[:, a]], u[b, raw[:, b]]  # [N, L]
         mechanism = self.cfg["mechanism"]
+        if mechanism == "functions" and u.ndim == 4:  # ``planted_functions: aim``: the function's own table
+            k = FUNCTION_SETS["aim"].index(planted["functions"][i])
+            ua, ub = u[k, a, raw[:, a]], u[k, b, raw[:, b]]  # [N, L]
+        else:
+            ua, ub = u[a, raw[:, a]], u[b, raw[:, b]]  # [N, L]
+        latent = ua.shape[1]
         if mechanism == "memorize" and planted["kinds"][i] == "memorized":
             table = rng.normal(size=(raw[:, a].max() + 1, raw[:, b].max() + 1))  # M_ab: a weight per value pair
             return _scaled(table[raw[:, a], raw[:, b]], 1.0)
         if mechanism == "functions":
             function = planted["functions"][i]
             if function == "kernel":
-                kernel = rng.normal(size=(u.shape[2], u.shape[2])) / np.sqrt(u.shape[2])  # K_ab: [L, L]
+                kernel = rng.normal(size=(latent, latent)) / np.sqrt(latent)  # K_ab: [L, L]
                 return _scaled(np.einsum("nk,kl,nl->n", ua, kernel, ub), 1.0)
-            if function == "weighted":
-                return _scaled(ua * ub @ rng.normal(size=u.shape[2]), 1.0)  # sum_k h_k u_a,k u_b,k
+            if function in ("weighted", "vector_kernel"):  # the same form: sum_k h_ab,k u_a,k u_b,k
+                return _scaled(ua * ub @ rng.normal(size=latent), 1.0)
+            if function == "outer":  # (w_1ᵀ u_a)(w_2ᵀ u_b), one (w_1, w_2) for every outer pair: its own stream
+                w = np.random.default_rng([self.cfg["seed"], 4]).normal(size=(2, latent))
+                return _scaled((ua @ w[0]) * (ub @ w[1]), 1.0)
+            if function == "scalar_kernel":  # k_ab <u_a, u_b>: after the rescaling only the sign of k_ab is left
+                return _scaled(rng.normal() * (ua * ub).sum(axis=1), 1.0)
             return _scaled((ua * ub).sum(axis=1), 1.0)
         term = (ua * ub).sum(axis=1)
         return _scaled(term, 1.0) if mechanism == "memorize" else term

@@ -62,8 +62,10 @@ def kind_recovery(artifact: Artifact, feature_map: FeatureMap) -> dict[str, Any]
 
 # AIM's `functions` stand-in: the planted function -> the AIM function that computes the same form (weighted,
 # sum_k h_k u_a,k u_c,k, is the vector kernel product); the stand-in's `kernel` (u_a^T K u_c with a full random K)
-# has no exact AIM counterpart, so its pairs are not scored for IFS (docs/decisions.md, "AIM model and stages")
-AIM_FUNCTION = {"inner": "inner", "weighted": "vector_kernel"}
+# has no exact AIM counterpart, so its pairs are not scored for IFS (docs/decisions.md, "AIM model and stages").
+# `planted_functions: aim` plants AIM's own forms under AIM's names.
+AIM_FUNCTION = {"inner": "inner", "weighted": "vector_kernel", "outer": "outer", "vector_kernel": "vector_kernel",
+                "scalar_kernel": "scalar_kernel"}  # fmt: skip
 INTERACTION_SPACES = {"interaction_function": None, "interaction": "keep"}  # AIM (subset), AutoFIS (keep / drop)
 DIM_SPACE = "embedding_dim"
 
