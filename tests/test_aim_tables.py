@@ -4,6 +4,7 @@ targets, and (slow) one three-stage reproduction end to end."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import re
@@ -198,6 +199,32 @@ def test_report_header_gives_the_recovery_and_huawei_is_private(tmp_path):
     assert re.search(r"\| AIM\(2nd\) +\| 0\.8000 \(n=1\) .*\| +40\.0 \(n=1\) \| +16\.0 \|", md), md
     md2 = write_report(experiment_spec("aim/table2"), jobs, "smoke", tmp_path / "t2").read_text()
     assert "*private data*" in md2.split("## Huawei")[1]
+
+
+def test_table2_rel_impr_is_the_relative_auc_improvement_over_fm(tmp_path):
+    """Table 2's "Rel. Impr" (relative AUC improvement over FM, %): ours from our row means beside the paper's;
+    a row whose FM column has no runs says so instead of a number."""
+    jobs = []
+    for i, (row, dataset, auc) in enumerate([("fm", "avazu", 0.70), ("fm", "avazu", 0.72), ("fwfm", "avazu", 0.73),
+                                             ("aim", "avazu", 0.75), ("aim", "avazu", 0.76), ("aim", "criteo", 0.8)]):
+        job = tmp_path / str(i)
+        job.mkdir()
+        metrics = {"status": "completed", "seed": i, "model": row, "paper_row": row, "data": f"synthetic_{dataset}",
+                   "paper_dataset": dataset, "data_description": "stand-in", "epochs": 1, "max_epochs": 1,
+                   "test/auc": auc, "test/logloss": 0.4}  # fmt: skip
+        (job / "metrics.json").write_text(json.dumps(metrics))
+        jobs.append(job)
+    md = write_report(experiment_spec("aim/table2"), jobs, "smoke", tmp_path / "t2")
+    cells = {(r["model"], r["dataset"]): r for r in csv.DictReader(md.with_suffix(".csv").open())
+             if r["metric"] == "rel_impr_pct"}  # fmt: skip
+    fm = (0.70 + 0.72) / 2
+    assert float(cells["fwfm", "avazu"]["ours_mean"]) == pytest.approx(100 * (0.73 - fm) / fm)
+    assert float(cells["aim", "avazu"]["ours_mean"]) == pytest.approx(100 * (0.755 - fm) / fm)
+    assert float(cells["fm", "avazu"]["ours_mean"]) == 0.0 and float(cells["aim", "avazu"]["paper"]) == 1.63
+    assert cells["aim", "criteo"]["status"] == "needs fm runs" and cells["ipnn", "avazu"]["status"] == "not run"
+    text = md.read_text()
+    assert "Rel. Impr (%) ours" in text
+    assert re.search(r"\| AIM +\| 0\.7550 ± 0\.0071 \(n=2\) .*\| +6\.34 \(n=2\) \| +1\.63 \| +\+4\.71 \|", text), text
 
 
 def test_a_chain_whose_order_3_search_kept_nothing_retrains_on_the_lower_orders(tiny_feature_map):
