@@ -10,6 +10,7 @@ import torch
 from scipy.stats import spearmanr
 
 from ctrlab.data import cache
+from ctrlab.data.schema import FeatureMap, Field
 from ctrlab.models.aim import AIM, DIM_SPACE, SPACE
 from ctrlab.models.autofis import AutoFIS
 from ctrlab.models.deepfm import DeepFM
@@ -102,6 +103,22 @@ def test_stages_chain_through_derive(tiny_feature_map, max_order):
     torch.testing.assert_close(retrain(batch), slow)
     with pytest.raises(RuntimeError, match="re-train"):
         retrain.derive()
+
+
+def test_order_4_search_on_24_fields_with_everything_kept_stays_within_the_bound():
+    """The smoke-scale OOM: 24 fields, the order-2 and order-3 searches keep every slot. Each function searches at
+    most k (n - p + 1) candidates (k = 12: 264 at order 3, 252 at order 4, <= n²/2 = 288), not C(24, 4) = 10626,
+    and the order-4 model trains a step."""
+    fm = FeatureMap(dataset="wide", fields=[Field(f"f{i}", 3) for i in range(24)],
+                    split_sizes={"train": 0, "valid": 0, "test": 0})  # fmt: skip
+    decisions = weights = None
+    for order in (2, 3, 4):
+        search = aim(fm, architecture=decisions, max_order=order, weights=weights)
+        per_function = search.orders[-1].candidates.sum(0)  # [m]: the searched order's slots per function
+        assert (per_function <= (276 if order == 2 else 12 * (24 - order + 1))).all()
+        decisions, weights = search.derive(), search.architecture_weights()  # α' at its start: every slot kept
+    assert len(search.orders[-1].units) <= 4 * 24**2 / 2
+    train_step(search, random_batch(fm, 16))
 
 
 def test_retrain_without_eds_and_variants(tiny_feature_map):
