@@ -10,6 +10,7 @@ import torch
 from scipy.stats import spearmanr
 
 from ctrlab.data import cache
+from ctrlab.data.schema import FeatureMap, Field
 from ctrlab.models.aim import AIM, DIM_SPACE, SPACE
 from ctrlab.models.autofis import AutoFIS
 from ctrlab.models.deepfm import DeepFM
@@ -24,7 +25,7 @@ from tests.test_models_any_data import rich_batch, rich_feature_map
 def aim(feature_map, stage="interaction", architecture=None, max_order=2, functions=FUNCTIONS, **kw) -> AIM:
     torch.manual_seed(0)
     return AIM(feature_map, stage, max_order, list(functions), kw.get("function_wise", True), 4, 0.1,
-               kw.get("mlp_hidden", [8]), 0.0, "none", architecture)  # fmt: skip
+               kw.get("mlp_hidden", [8]), 0.0, "none", architecture, kw.get("weights"))  # fmt: skip
 
 
 def bn(z: torch.Tensor) -> torch.Tensor:
@@ -65,18 +66,18 @@ def test_stages_chain_through_derive(tiny_feature_map, max_order):
     """interaction -> derive -> embed -> derive -> retrain, each training a step; stage 2's artifact carries
     stage 1's decisions, and the re-train computes exactly the kept slots at the kept sizes."""
     batch = random_batch(tiny_feature_map, 16)
-    decisions = None
+    decisions = weights = None
     for order in range(2, max_order + 1):
-        search = aim(tiny_feature_map, architecture=decisions, max_order=order)
+        search = aim(tiny_feature_map, architecture=decisions, max_order=order, weights=weights)
         train_step(search, batch)
         with torch.no_grad():  # GRDA would zero these after enough steps
             search.gates[-1].alpha[::3] = 0.0
-        decisions = search.derive()
+        decisions, weights = search.derive(), search.architecture_weights()
     spaces = search.search_spaces()
     assert [s.name for s in spaces] == [SPACE] and len(decisions[SPACE]) == len(spaces[0].units)
     if max_order == 3:
         assert "f0×f1×f2" in spaces[0].units and len(decisions[SPACE]) > 10
-    embed = aim(tiny_feature_map, "embed", decisions, max_order)
+    embed = aim(tiny_feature_map, "embed", decisions, max_order, weights=weights)
     assert embed.parameter_groups()["arch"] == [embed.eds.beta] and embed.gates is None
     train_step(embed, batch)
     with torch.no_grad():
@@ -84,8 +85,9 @@ def test_stages_chain_through_derive(tiny_feature_map, max_order):
         embed.eds.beta[2, :] = 0.0
     carried = embed.derive()
     assert carried[SPACE] == decisions[SPACE]
+    torch.testing.assert_close(embed.architecture_weights()[SPACE], weights[SPACE])  # α' carried on for the re-train
     assert carried[DIM_SPACE][0] == ["0", "2", "3"] and carried[DIM_SPACE][2] == []
-    retrain = aim(tiny_feature_map, "retrain", carried, max_order)
+    retrain = aim(tiny_feature_map, "retrain", carried, max_order, weights=embed.architecture_weights())
     assert "arch" not in retrain.parameter_groups()
     assert any(p is retrain.embedding.weight for p in retrain.parameter_groups()["embedding"])
     kept_slots = sum(len(d) for d in decisions[SPACE])
@@ -101,6 +103,22 @@ def test_stages_chain_through_derive(tiny_feature_map, max_order):
     torch.testing.assert_close(retrain(batch), slow)
     with pytest.raises(RuntimeError, match="re-train"):
         retrain.derive()
+
+
+def test_order_4_search_on_24_fields_with_everything_kept_stays_within_the_bound():
+    """The smoke-scale OOM: 24 fields, the order-2 and order-3 searches keep every slot. Each function searches at
+    most k (n - p + 1) candidates (k = 12: 264 at order 3, 252 at order 4, <= n²/2 = 288), not C(24, 4) = 10626,
+    and the order-4 model trains a step."""
+    fm = FeatureMap(dataset="wide", fields=[Field(f"f{i}", 3) for i in range(24)],
+                    split_sizes={"train": 0, "valid": 0, "test": 0})  # fmt: skip
+    decisions = weights = None
+    for order in (2, 3, 4):
+        search = aim(fm, architecture=decisions, max_order=order, weights=weights)
+        per_function = search.orders[-1].candidates.sum(0)  # [m]: the searched order's slots per function
+        assert (per_function <= (276 if order == 2 else 12 * (24 - order + 1))).all()
+        decisions, weights = search.derive(), search.architecture_weights()  # α' at its start: every slot kept
+    assert len(search.orders[-1].units) <= 4 * 24**2 / 2
+    train_step(search, random_batch(fm, 16))
 
 
 def test_retrain_without_eds_and_variants(tiny_feature_map):
@@ -159,17 +177,21 @@ def test_search_stages_take_every_kind_of_field_and_eds_retrain_refuses_bags():
 
 
 def test_autofis_order_3_searches_the_pool_of_its_kept_pairs(tiny_feature_map):
-    """Order 3 pool = Combine(kept pairs, fields) (every kept pair, docs/decisions.md); the order-3 search trains
-    its α alone by GRDA; the re-train computes sum_d prod_q e_{q,d} of the kept triples."""
+    """Order 3 pool = Combine(top floor(5/2) = 2 kept pairs by |α|, fields): the kept pairs (0,1), (2,4) outrank
+    the kept (1,3) and the dropped pairs, whose α the artifact may still hold (only the decisions keep); the
+    order-3 search trains its α alone by GRDA; the re-train computes sum_d prod_q e_{q,d} of the kept triples."""
     kept = [(0, 1), (2, 4)]
-    order2 = {"interaction": ["keep" if tuple(p) in kept else "drop" for p in all_pairs(5).tolist()]}
+    pairs = all_pairs(5).tolist()
+    order2 = {"interaction": ["keep" if tuple(p) in [*kept, (1, 3)] else "drop" for p in pairs]}
+    alpha2 = [{(0, 1): 0.9, (2, 4): -0.8, (1, 3): 0.3}.get(tuple(p), 5.0) for p in pairs]
     torch.manual_seed(0)
-    search = AutoFIS(tiny_feature_map, 4, 0.1, [8], 0.0, "none", order2, max_order=3)
+    search = AutoFIS(tiny_feature_map, 4, 0.1, [8], 0.0, "none", order2, max_order=3,
+                     architecture_weights={"interaction": alpha2})  # fmt: skip
     pool = combine(torch.tensor(kept), 5)
     assert search.units_3.tolist() == pool.tolist() == [[0, 1, 2], [0, 1, 3], [0, 1, 4], [0, 2, 4], [1, 2, 4],
                                                          [2, 3, 4]]  # fmt: skip
     assert search.parameter_groups()["arch"] == [search.high_gates[0].alpha]
-    assert search.pairs.tolist() == [list(p) for p in kept]
+    assert search.pairs.tolist() == [[0, 1], [1, 3], [2, 4]]
     assert search.space.units[10:12] == ("f0×f1×f2", "f0×f1×f3")
     train_step(search, random_batch(tiny_feature_map, 16))
     with torch.no_grad():
@@ -178,11 +200,12 @@ def test_autofis_order_3_searches_the_pool_of_its_kept_pairs(tiny_feature_map):
     assert decisions["interaction"][:10] == order2["interaction"] and decisions["interaction"][10:] == [
         "drop", "keep", "drop", "drop", "keep", "keep"]  # fmt: skip
     torch.manual_seed(0)
-    retrain = AutoFIS(tiny_feature_map, 4, 0.1, None, 0.0, "none", decisions, max_order=3)
+    retrain = AutoFIS(tiny_feature_map, 4, 0.1, None, 0.0, "none", decisions, max_order=3,
+                      architecture_weights=search.architecture_weights())  # fmt: skip
     assert "arch" not in retrain.parameter_groups() and retrain.units_3.tolist() == [[0, 1, 3], [1, 2, 4], [2, 3, 4]]
     batch = random_batch(tiny_feature_map, 16)
     emb = retrain.embedding(batch)
-    pairs = torch.stack([(emb[:, a] * emb[:, b]).sum(-1) for a, b in kept], 1)
+    pairs = torch.stack([(emb[:, a] * emb[:, b]).sum(-1) for a, b in [(0, 1), (1, 3), (2, 4)]], 1)
     triples = torch.stack([(emb[:, a] * emb[:, b] * emb[:, c]).sum(-1) for a, b, c in [(0, 1, 3), (1, 2, 4),
                                                                                          (2, 3, 4)]], 1)  # fmt: skip
     slow = retrain.linear(batch) + (retrain.gate.alpha * bn(pairs)).sum(1)

@@ -15,7 +15,7 @@ from ctrlab.nn.eds import EmbeddingDimensionSearch, MixedDimEmbedding, kept_dime
 from ctrlab.nn.gate import InteractionGate
 from ctrlab.nn.interaction_functions import FUNCTIONS, FunctionWiseEmbedding, InteractionFunctions
 from ctrlab.report.statistics_auc import statistics_auc
-from ctrlab.search.high_order import all_pairs, combine, next_candidates, top_k
+from ctrlab.search.high_order import all_pairs, combine, next_pool, top_k
 from tests.helpers import random_batch
 
 # --- FIS / IFS gate ----------------------------------------------------------------------------------------
@@ -201,23 +201,62 @@ def test_combine_by_hand():
     assert combine(torch.tensor([[0, 1, 3]]), 5).tolist() == [[0, 1, 2, 3], [0, 1, 3, 4]]
 
 
+def algorithm_1_by_hand(units: list[tuple], alpha: list[list[float]], num_fields: int) -> dict[tuple, set[int]]:
+    """The authors' ``get_topK`` + ``get_high_order`` as plain loops: per function j, the interactions with
+    α_j != 0 sorted by |α_j| (stable), the first floor(n/2), each extended by every field it lacks, sorted.
+    -> {interaction: the functions whose pool holds it}."""
+    pool: dict[tuple, set[int]] = {}
+    for j in range(len(alpha[0])):
+        ranked = sorted((u for u, a in zip(units, alpha, strict=True) if a[j] != 0),
+                        key=lambda u: -abs(alpha[units.index(u)][j]))  # fmt: skip
+        for top in ranked[: num_fields // 2]:
+            for f in range(num_fields):
+                if f not in top:
+                    pool.setdefault(tuple(sorted((*top, f))), set()).add(j)
+    return pool
+
+
 @pytest.mark.parametrize("num_fields", [5, 8, 13])
-def test_candidate_pools_stay_within_n_squared_over_two(num_fields):
-    """Orders 2 -> 3 -> 4 with every α non-zero: k = floor(n/2) tops, at most n²/2 candidates per order, each
-    a sorted tuple of distinct fields containing one of the tops."""
+def test_next_pool_is_algorithm_1_per_function(num_fields):
+    """Orders 2 -> 3 -> 4 from random α with a third of the slots dropped (α = 0): the pool and which functions
+    search each of its interactions equal the plain-loop Algorithm 1; at most n²/2 candidates per function."""
     gen = torch.Generator().manual_seed(num_fields)
     units = all_pairs(num_fields)
     for order in (3, 4):
-        alpha = torch.randn(units.shape[0], generator=gen)
-        tops = top_k(units, alpha, num_fields // 2)
-        pool = next_candidates(units, alpha, num_fields)
-        assert pool.shape[1] == order and pool.shape[0] <= num_fields**2 / 2
-        assert (pool[:, 1:] > pool[:, :-1]).all()
-        tops_set = {tuple(t) for t in tops.tolist()}
-        assert all(any(tuple(sorted(set(row) - {f})) in tops_set for f in row) for row in pool.tolist())
-        slow = {tuple(sorted((*t, f))) for t in tops.tolist() for f in range(num_fields) if f not in t}
-        assert {tuple(r) for r in pool.tolist()} == slow
+        alpha = torch.randn(units.shape[0], 4, generator=gen)
+        alpha[torch.rand(alpha.shape, generator=gen) < 1 / 3] = 0.0
+        pool, candidates = next_pool(units, alpha, num_fields)
+        slow = algorithm_1_by_hand([tuple(u) for u in units.tolist()], alpha.tolist(), num_fields)
+        assert pool.shape[1] == order and [tuple(r) for r in pool.tolist()] == sorted(slow)
+        assert [set(torch.nonzero(c).flatten().tolist()) for c in candidates] == [slow[k] for k in sorted(slow)]
+        assert (candidates.sum(0) <= num_fields**2 / 2).all()
         units = pool
+
+
+def test_next_pool_of_a_hand_made_artifact():
+    """n = 5 (k = 2), pairs (0,1) (0,2) (1,3) (2,4) with α' over (inner, outer): inner's top 2 by |α| are (2,4)
+    (-0.9) and (0,1) (0.5, before (1,3)'s 0.5 by index); outer keeps only (0,2)."""
+    units = torch.tensor([[0, 1], [0, 2], [1, 3], [2, 4]])
+    alpha = torch.tensor([[0.5, 0.0], [0.1, 0.7], [0.5, 0.0], [-0.9, 0.0]])
+    pool, candidates = next_pool(units, alpha, 5)
+    inner = {(0, 1, 2), (0, 1, 3), (0, 1, 4), (0, 2, 4), (1, 2, 4), (2, 3, 4)}
+    outer = {(0, 1, 2), (0, 2, 3), (0, 2, 4)}
+    assert [tuple(r) for r in pool.tolist()] == sorted(inner | outer)
+    assert [[tuple(r) in inner, tuple(r) in outer] for r in pool.tolist()] == candidates.tolist()
+
+
+def test_next_pool_when_everything_is_kept_on_24_fields_stays_small():
+    """The OOM case: 24 fields, every slot of orders 2 and 3 kept, 4 functions. Each function's pool has at most
+    k (n - p + 1) = 12 x 22 (order 3) and 12 x 21 (order 4) candidates <= n²/2 = 288 (fewer when two tops share
+    an extension), not C(24, 4) = 10626, and the union at most 4 x 288."""
+    gen = torch.Generator().manual_seed(0)
+    units = all_pairs(24)
+    for order, per_function in ((3, 12 * 22), (4, 12 * 21)):
+        units, candidates = next_pool(units, torch.randn(len(units), 4, generator=gen), 24)
+        assert units.shape[1] == order
+        assert (candidates.sum(0) <= per_function).all() and len(units) <= 4 * 24**2 / 2
+    pool, candidates = next_pool(all_pairs(24), torch.randn(276, 1, generator=gen), 24)  # AutoFIS: one function
+    assert len(pool) <= 12 * 22 <= 24**2 / 2 and candidates.all()
 
 
 # --- statistics_AUC ----------------------------------------------------------------------------------------------

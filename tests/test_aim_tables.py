@@ -4,6 +4,7 @@ targets, and (slow) one three-stage reproduction end to end."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import re
@@ -11,11 +12,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from hydra import compose, initialize_config_dir
 from scipy.stats import spearmanr
 
 from ctrlab.data.schema import FeatureMap, Field
+from ctrlab.models.aim import AIM
 from ctrlab.models.autofis import AutoFIS
 from ctrlab.report.collect import collect, fi_ratio_pct
 from ctrlab.reproduce import (
@@ -31,7 +34,7 @@ from ctrlab.run_config import validate_run_config
 from ctrlab.search.artifact import SCHEMA_VERSION, Artifact, Provenance, SpaceRecord
 from ctrlab.search.recovery import recovery
 from ctrlab.search.stages import CHAIN_KEYS, _key
-from tests.helpers import ROOT, run_module
+from tests.helpers import ROOT, random_batch, run_module
 
 AIM_EXPERIMENTS = [e for e in EXPERIMENTS if e.startswith("aim/")]
 FUNCTIONS = ["inner", "outer", "vector_kernel", "scalar_kernel"]
@@ -198,20 +201,78 @@ def test_report_header_gives_the_recovery_and_huawei_is_private(tmp_path):
     assert "*private data*" in md2.split("## Huawei")[1]
 
 
-def test_autofis_refuses_to_search_an_order_whose_pool_is_empty(tiny_feature_map):
-    """Table 3's order-4 chain after an order-3 search that kept nothing: a clear error, not a shape mismatch."""
-    order2 = {"interaction": ["keep"] + ["drop"] * 9}  # one pair of 5 fields: 3 triples, all dropped below
-    with pytest.raises(ValueError, match="no interaction of order 3 is kept, so order 4 has no candidates"):
-        AutoFIS(
-            tiny_feature_map,
-            4,
-            0.1,
-            [8],
-            0.0,
-            "none",
-            {"interaction": order2["interaction"] + ["drop"] * 3},
-            max_order=4,
-        )
+def test_table2_rel_impr_is_the_relative_auc_improvement_over_fm(tmp_path):
+    """Table 2's "Rel. Impr" (relative AUC improvement over FM, %): ours from our row means beside the paper's;
+    a row whose FM column has no runs says so instead of a number."""
+    jobs = []
+    for i, (row, dataset, auc) in enumerate([("fm", "avazu", 0.70), ("fm", "avazu", 0.72), ("fwfm", "avazu", 0.73),
+                                             ("aim", "avazu", 0.75), ("aim", "avazu", 0.76), ("aim", "criteo", 0.8)]):
+        job = tmp_path / str(i)
+        job.mkdir()
+        metrics = {"status": "completed", "seed": i, "model": row, "paper_row": row, "data": f"synthetic_{dataset}",
+                   "paper_dataset": dataset, "data_description": "stand-in", "epochs": 1, "max_epochs": 1,
+                   "test/auc": auc, "test/logloss": 0.4}  # fmt: skip
+        (job / "metrics.json").write_text(json.dumps(metrics))
+        jobs.append(job)
+    md = write_report(experiment_spec("aim/table2"), jobs, "smoke", tmp_path / "t2")
+    cells = {(r["model"], r["dataset"]): r for r in csv.DictReader(md.with_suffix(".csv").open())
+             if r["metric"] == "rel_impr_pct"}  # fmt: skip
+    fm = (0.70 + 0.72) / 2
+    assert float(cells["fwfm", "avazu"]["ours_mean"]) == pytest.approx(100 * (0.73 - fm) / fm)
+    assert float(cells["aim", "avazu"]["ours_mean"]) == pytest.approx(100 * (0.755 - fm) / fm)
+    assert float(cells["fm", "avazu"]["ours_mean"]) == 0.0 and float(cells["aim", "avazu"]["paper"]) == 1.63
+    assert cells["aim", "criteo"]["status"] == "needs fm runs" and cells["ipnn", "avazu"]["status"] == "not run"
+    text = md.read_text()
+    assert "Rel. Impr (%) ours" in text
+    assert re.search(r"\| AIM +\| 0\.7550 ± 0\.0071 \(n=2\) .*\| +6\.34 \(n=2\) \| +1\.63 \| +\+4\.71 \|", text), text
+
+
+def test_a_chain_whose_order_3_search_kept_nothing_retrains_on_the_lower_orders(tiny_feature_map):
+    """Table 3's order-4 chains after an order-3 search that kept nothing: the order-4 pool is empty, its search
+    still runs (nothing in `arch` to move) and decides no order-4 unit, and the re-train computes the lower orders
+    only (AutoFIS: linear + the one kept pair's gated inner product + MLP; AIM: 2nd-order slots alone)."""
+    order2 = ["keep"] + ["drop"] * 9  # (f0, f1) of 5 fields: its 3 triples searched, all dropped
+    decided = {"interaction": order2 + ["drop"] * 3}
+    weights = {"interaction": [0.5] + [0.0] * 12}
+    torch.manual_seed(0)
+    search = AutoFIS(tiny_feature_map, 4, 0.1, [8], 0.0, "none", decided, max_order=4, architecture_weights=weights)
+    assert search.units_4.shape == (0, 4) and search.parameter_groups()["arch"][0].numel() == 0
+    batch = random_batch(tiny_feature_map, 16)
+    search(batch).sum().backward()
+    assert search.derive() == decided and search.architecture_weights()["interaction"].tolist() == [0.5] + [0.0] * 12
+    retrain = AutoFIS(tiny_feature_map, 4, 0.1, [8], 0.0, "none", decided, max_order=4, architecture_weights=weights)
+    retrain.eval()
+    e = retrain.embedding(batch)
+    norm = retrain.gate.norm
+    pair = retrain.gate.alpha * ((e[:, 0] * e[:, 1]).sum(-1, keepdim=True) - norm.running_mean) / torch.sqrt(
+        norm.running_var + 1e-3)  # fmt: skip
+    slow = retrain.linear(batch) + pair.sum(1) + retrain.mlp(e.flatten(1)).squeeze(-1)
+    torch.testing.assert_close(retrain(batch), slow)
+
+    aim2 = [["inner"]] + [[] for _ in range(9)]
+    aim_weights = {"interaction_function": [[0.7, 0, 0, 0]] + [[0.0] * 4] * 12}
+    aim_search = AIM(tiny_feature_map, "interaction", 4, FUNCTIONS, True, 4, 0.1, None, 0.0, "none",
+                     {"interaction_function": aim2 + [[]] * 3}, aim_weights)  # fmt: skip
+    assert aim_search.interactions.blocks[-1].num_slots == 0
+    aim_search(batch).sum().backward()
+    carried = aim_search.derive()
+    assert carried == {"interaction_function": aim2 + [[]] * 3}
+    aim_retrain = AIM(tiny_feature_map, "retrain", 4, FUNCTIONS, True, 4, 0.1, None, 0.0, "none", carried,
+                      aim_search.architecture_weights())  # fmt: skip
+    assert [b.num_slots for b in aim_retrain.interactions.blocks] == [1, 0, 0]
+
+
+def test_fi_ratio_of_an_order_whose_pool_was_empty_is_zero_at_that_order():
+    """An order-4 search whose pool was empty holds no order-4 unit: the FI ratio is 0 of C(5, 4), at the order
+    the search was configured for (provenance), not the highest order its units happen to have."""
+    pairs = [f"f{a}×f{b}" for a in range(5) for b in range(a + 1, 5)]
+    record = SpaceRecord(name="interaction", units=[*pairs, "f0×f1×f2"], options=["keep", "drop"],
+                         decisions=["keep"] + ["drop"] * 10)  # fmt: skip
+    artifact = _artifact(record)
+    assert fi_ratio_pct(artifact) == 0.0  # order 3 (its highest unit) without a configured order
+    artifact.provenance.config = {"model": {"max_order": 4}}
+    assert fi_ratio_pct(artifact) == 0.0 and fi_ratio_pct(_artifact(record.model_copy(
+        update={"decisions": ["keep"] * 11}))) == pytest.approx(10.0)  # fmt: skip  # 1 of C(5, 3)
 
 
 # --- one AIM reproduction end to end -----------------------------------------------------------------------------

@@ -6,6 +6,7 @@ Its checkpoints describe themselves: the run's resolved config and the feature m
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from ctrlab.lit.behaviour_groups import GROUPS, behaviour_groups, group_columns
 from ctrlab.lit.gauc import GroupAUC
 from ctrlab.models.base import CTRModel
 from ctrlab.optim.sparse import check_sparse_embedding
-from ctrlab.search.artifact import is_artifact_path, load_decisions
+from ctrlab.search.artifact import is_artifact_path, load_artifact
 
 
 class NonFiniteLossError(RuntimeError):
@@ -228,13 +229,18 @@ class CTRModule(pl.LightningModule):
 
 def build_model(model_cfg: DictConfig | dict, feature_map: FeatureMap) -> CTRModel:
     """The model of a model config on this data. A ``model.architecture`` that names an architecture artifact
-    (``*.json``) is read and checked against the data's fields (``load_decisions``) and the model receives its
-    decisions; an option name (``memorize``) or null goes through as it is."""
+    (``*.json``) is read and checked against the data's fields (``load_artifact``) and the model receives its
+    decisions, and its raw weights when it takes ``architecture_weights``; an option name (``memorize``) or null
+    goes through as it is."""
     build = instantiate(model_cfg, _partial_=True)  # partial: a dataclass kwarg would become a DictConfig
     architecture = model_cfg.get("architecture")
-    if is_artifact_path(architecture):
-        return build(feature_map=feature_map, architecture=load_decisions(architecture, feature_map))
-    return build(feature_map=feature_map)
+    if not is_artifact_path(architecture):
+        return build(feature_map=feature_map)
+    artifact = load_artifact(architecture, feature_map)
+    if "architecture_weights" in inspect.signature(build).parameters:  # AIM / AutoFIS orders 3-4 rank by them
+        weights = artifact.weights()
+        return build(feature_map=feature_map, architecture=artifact.decisions(), architecture_weights=weights)
+    return build(feature_map=feature_map, architecture=artifact.decisions())
 
 
 def load_model(ckpt_path: str | Path) -> CTRModel:

@@ -7,8 +7,10 @@ the architecture artifact.
   function-wise embeddings or shared), gated by α'_{q,k} · BN(·) with BN without scale and shift; logit =
   linear + sum of the gated slots; no MLP. α' is the ``arch`` family (GRDA, ``optimizer=adam_grda``), so unneeded
   slots reach α' = 0 exactly and ``derive()`` keeps the others. Order 2 searches all pairs; order p > 2
-  (``max_order: p``) takes the decisions of the order p - 1 search as ``architecture`` and searches the pool of
-  Algorithm 1 built from them (``search/high_order.extend_per_function``), the lower orders fixed.
+  (``max_order: p``) takes the decisions of the order p - 1 search as ``architecture`` (and its raw α' as
+  ``architecture_weights``) and searches the pool of Algorithm 1 built from them (``search/high_order.next_pool``:
+  per function, the top floor(n/2) kept interactions by |α'| extended by each field they lack), the lower orders
+  fixed. An empty pool (order p - 1 kept nothing) is searched as it is: nothing to decide, the lower orders train.
 - ``stage: embed`` (*search embed*, EDS, eq. 15): the kept slots of stage 1 (``architecture`` = its decisions),
   no α (the authors' code cannot train α and β together: their BNs couple), and e' = β_i · BN(e) with
   β ∈ R^{n x d} (``arch``). ``derive()`` carries stage 1's decisions forward and adds the kept dimensions per
@@ -43,7 +45,7 @@ from ctrlab.nn.embedding import LinearTerm
 from ctrlab.nn.gate import InteractionGate
 from ctrlab.nn.interaction_functions import FUNCTIONS, FunctionWiseEmbedding, InteractionFunctions
 from ctrlab.nn.mlp import MLP, Norm
-from ctrlab.search.high_order import all_pairs, extend_per_function
+from ctrlab.search.high_order import all_pairs, next_pool
 from ctrlab.search.space import Decisions, SearchSpace
 
 SPACE = "interaction_function"
@@ -56,12 +58,14 @@ Stage = Literal["interaction", "embed", "retrain"]
 @dataclass
 class Order:
     """The interactions of one order: ``units`` [U, p] field indices, ``candidates`` [U, m] the (interaction,
-    function) slots that may be kept (m = len(FUNCTIONS)), ``kept`` [U, m] the slots the decisions keep, None
-    for the order being searched."""
+    function) slots that may be kept (m = len(FUNCTIONS)), ``kept`` [U, m] the slots the decisions keep and
+    ``alpha`` [U, m] the search's raw α' of them (0 elsewhere; Algorithm 1 ranks by it), both None for the order
+    being searched; ``alpha`` also None when the artifact gave no weights (only an order-2 model can do without)."""
 
     units: torch.Tensor
     candidates: torch.Tensor
     kept: torch.Tensor | None
+    alpha: torch.Tensor | None = None
 
 
 def unit_names(units: torch.Tensor, fields: list[str]) -> list[str]:
@@ -69,35 +73,41 @@ def unit_names(units: torch.Tensor, fields: list[str]) -> list[str]:
 
 
 def read_orders(
-    feature_map: FeatureMap, functions: tuple[str, ...], decisions: list[Any] | None, max_order: int, search: bool
+    feature_map: FeatureMap,
+    functions: tuple[str, ...],
+    decisions: list[Any] | None,
+    weights: Any,
+    max_order: int,
+    search: bool,
 ) -> list[Order]:
     """Orders 2..``max_order`` from the ``interaction_function`` decisions (one list of kept functions per unit,
-    units in the order: all pairs, then each higher order's pool). Order 2 is every pair with ``functions``; order
-    p > 2 is the pool ``extend_per_function`` builds from order p - 1's kept slots. ``search``: the decisions
-    cover orders 2..max_order - 1 and the last order is searched (kept None); otherwise they cover all."""
+    units in the order: all pairs, then each higher order's pool) and the artifact's raw weights of that space
+    (``weights`` [U, len(functions)], needed from max_order 3 on). Order 2 is every pair with ``functions``; order
+    p > 2 is the pool Algorithm 1 builds from order p - 1's kept slots ranked by |α'| (``next_pool``).
+    ``search``: the decisions cover orders 2..max_order - 1 and the last order is searched (kept None);
+    otherwise they cover all."""
     fields = [f.name for f in feature_map.fields]
     allowed = torch.tensor([f in functions for f in FUNCTIONS])  # [m]
     decided = list(decisions or [])
+    # [len(decided), m]; required from order 3 on, read (and so checked) whenever given
+    alpha = _alpha(weights, len(decided), functions) if weights is not None or max_order > 2 else None
     units = all_pairs(feature_map.num_fields)  # [P, 2]
     candidates = allowed.expand(len(units), -1).clone()  # [P, m]
     orders: list[Order] = []
     start = 0
     for p in range(2, max_order + 1):
         if p > 2:
-            units, candidates = extend_per_function(orders[-1].units, orders[-1].kept, feature_map.num_fields)
-            if not len(units):
-                raise ValueError(
-                    f"model.architecture: no interaction of order {p - 1} is kept, so order {p} has no candidates "
-                    f"(model.max_order={max_order})"
-                )
+            below = orders[-1]
+            units, candidates = next_pool(below.units, torch.where(below.kept, below.alpha, 0.0), len(fields))
         if search and p == max_order:
             orders.append(Order(units, candidates, None))
             continue
         chunk = decided[start : start + len(units)]
         if len(chunk) < len(units):
             break
+        kept = _kept(chunk, candidates, unit_names(units, fields), functions)
+        orders.append(Order(units, candidates, kept, None if alpha is None else alpha[start : start + len(units)]))
         start += len(units)
-        orders.append(Order(units, candidates, _kept(chunk, candidates, unit_names(units, fields), functions)))
     covered = max_order - 1 if search else max_order
     if len(orders) != max_order - 1 or start != len(decided):
         raise ValueError(
@@ -109,6 +119,23 @@ def read_orders(
             f"got {len(decided)} decisions"
         )
     return orders
+
+
+def _alpha(weights: Any, units: int, functions: tuple[str, ...]) -> torch.Tensor:
+    """The artifact's raw α' [U, len(functions)] as [U, m] over ``FUNCTIONS`` (0 for the functions not
+    configured), checked: Algorithm 1 cannot rank order p - 1's interactions without them."""
+    alpha = None if weights is None else torch.as_tensor(weights, dtype=torch.float32)
+    if alpha is None or alpha.shape != (units, len(functions)):
+        got = "none" if alpha is None else f"shape {list(alpha.shape)}"
+        raise ValueError(
+            f"model.architecture: an AIM model above order 2 builds each higher order's pool from the top "
+            f"interactions by |α'| (Algorithm 1), so it needs the artifact's weights of space {SPACE!r}, "
+            f"[{units}, {len(functions)}] for these decisions and model.functions={list(functions)}; got {got} "
+            "(a search writes them; a random draw or an artifact of other functions has none that fit)"
+        )
+    full = torch.zeros(units, len(FUNCTIONS))
+    full[:, [FUNCTIONS.index(f) for f in functions]] = alpha
+    return full
 
 
 def _kept(chunk: list[Any], candidates: torch.Tensor, names: list[str], functions: tuple[str, ...]) -> torch.Tensor:
@@ -156,30 +183,38 @@ class SelectedInteractions(nn.Module):
         return torch.cat([b(emb) for b in self.blocks if b.num_slots], dim=1)  # [B, S]
 
 
-def transfer_interactions(feature_map: FeatureMap, architecture: Decisions, dim: int) -> SelectedInteractions:
+def transfer_interactions(
+    feature_map: FeatureMap, architecture: Decisions, weights: dict[str, Any] | None, dim: int
+) -> SelectedInteractions:
     """The slots an AIM interaction-function artifact keeps, on a model with one shared embedding of size ``dim``
-    (DeepFM, PNN; AIM Table 10). Its orders are read off the decisions (2, 3 or 4)."""
+    (DeepFM, PNN; AIM Table 10). Its orders are read off the decisions (2, 3 or 4); orders 3-4 need the artifact's
+    ``weights`` (``architecture_weights``) to rebuild their pools."""
     if SPACE not in architecture:
         raise ValueError(
             f"model.architecture: a transfer takes the decisions of AIM's space {SPACE!r} (an interaction or "
             f"embed stage's artifact); got spaces {sorted(architecture)}"
         )
+    errors = []
     for max_order in MAX_ORDERS:
         try:
-            orders = read_orders(feature_map, FUNCTIONS, architecture[SPACE], max_order, search=False)
-        except ValueError:
+            orders = read_orders(
+                feature_map, FUNCTIONS, architecture[SPACE], (weights or {}).get(SPACE), max_order, search=False
+            )
+        except ValueError as err:
+            errors.append(f"order {max_order}: {err}")
             continue
         return SelectedInteractions(orders, dim)
     raise ValueError(
         f"model.architecture: {len(architecture[SPACE])} decisions of space {SPACE!r} are not those of AIM orders "
-        f"2..{MAX_ORDERS[-1]} on these {feature_map.num_fields} fields"
+        f"2..{MAX_ORDERS[-1]} on these {feature_map.num_fields} fields ({'; '.join(errors)})"
     )
 
 
 class AIM(CTRModel):
     """AIM at one of its stages (module docstring). ``functions``: the candidate functions, a subset of
     ``FUNCTIONS`` (``[inner]`` alone is FIS without IFS); ``function_wise``: one embedding table per function
-    (eq. 14) or one shared (eq. 13); ``mlp_*``: the re-train stage's MLP (null: none)."""
+    (eq. 14) or one shared (eq. 13); ``mlp_*``: the re-train stage's MLP (null: none); ``architecture_weights``:
+    the artifact's raw weights per space (``lit.module.build_model`` passes them), which Algorithm 1 ranks by."""
 
     def __init__(
         self,
@@ -194,6 +229,7 @@ class AIM(CTRModel):
         mlp_dropout: float,
         mlp_norm: Norm,
         architecture: str | Decisions | None = None,
+        architecture_weights: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         functions = tuple(functions)
@@ -201,7 +237,8 @@ class AIM(CTRModel):
         self.stage, self.functions, self.dim = stage, functions, embedding_dim
         self.fields = [f.name for f in feature_map.fields]
         decisions = (architecture or {}).get(SPACE)
-        self.orders = read_orders(feature_map, functions, decisions, max_order, search=stage == "interaction")
+        self.orders = read_orders(feature_map, functions, decisions, (architecture_weights or {}).get(SPACE), max_order,
+                                  search=stage == "interaction")  # fmt: skip
         self.interactions = SelectedInteractions(self.orders, embedding_dim)
         tables = len(FUNCTIONS) if function_wise and len(functions) > 1 else 1
         self.linear = LinearTerm(feature_map)
@@ -277,17 +314,20 @@ class AIM(CTRModel):
         return spaces
 
     def architecture_weights(self) -> dict[str, torch.Tensor]:
-        """interaction: α' [U, m'] over every unit and the configured functions (0 where a slot is not searched
-        in this stage); embed: β [F, d]."""
+        """α' [U, m'] over every unit and the configured functions: the decided orders' as received (carried on, so
+        that later stages can rebuild Algorithm 1's pools from this stage's artifact alone) and, in the interaction
+        stage, the searched order's own; embed: also β [F, d]. α' is left out when it was not received (an
+        order-2 model built from decisions alone)."""
         self._require_search("architecture_weights")
-        if self.stage == "embed":
-            return {DIM_SPACE: self.eds.beta.detach().clone()}
-        block, alpha = self.interactions.blocks[-1], self.gates[-1].alpha.detach()
-        last = torch.zeros(len(self.orders[-1].units), len(FUNCTIONS))
-        last[block.slots[:, 0], block.slots[:, 1]] = alpha
-        before = sum(len(o.units) for o in self.orders[:-1])
-        weights = torch.cat([torch.zeros(before, len(FUNCTIONS)), last])  # [U, m]
-        return {SPACE: weights[:, [FUNCTIONS.index(f) for f in self.functions]]}
+        alphas = [o.alpha for o in self.orders if o.kept is not None]
+        if self.stage == "interaction":
+            block, last = self.interactions.blocks[-1], torch.zeros(len(self.orders[-1].units), len(FUNCTIONS))
+            last[block.slots[:, 0], block.slots[:, 1]] = self.gates[-1].alpha.detach()
+            alphas.append(last)
+        weights = {DIM_SPACE: self.eds.beta.detach().clone()} if self.stage == "embed" else {}
+        if all(a is not None for a in alphas):
+            weights[SPACE] = torch.cat(alphas)[:, [FUNCTIONS.index(f) for f in self.functions]]  # [U, m']
+        return weights
 
     def derive(self) -> Decisions:
         """interaction: the slots whose α' is not exactly zero (GRDA decides; no threshold) plus the lower orders

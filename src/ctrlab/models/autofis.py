@@ -7,13 +7,16 @@ both AIM's and OptInter's tables use: DeepFM whose pairwise inner products each 
   units of the AutoFIS paper, trained with the rest (the ``dense`` family; the authors' re-train does so too).
 - ``architecture="keep"`` / ``"drop"``: every pair kept (DeepFM with gates) / none (DeepFM without its FM part).
 - Higher orders (AIM Table 3's AutoFIS rows, ``max_order`` 3 or 4; Algorithm 1): order p's inner product
-  sum_d prod_q e_{q,d} over a pool built from order p - 1's kept interactions
-  (``search/high_order.extend_per_function``). ``architecture`` = the decisions of orders 2..p-1 searches order
-  p (the lower orders fixed, their gates trained with the rest); decisions of orders 2..p re-train. The space's
-  units are the interactions of every order ("f1×f4×f7") in that order.
+  sum_d prod_q e_{q,d} over the pool of order p - 1's top floor(n/2) kept interactions by |α|, each extended by
+  every field it lacks (``search/high_order.next_pool``; ``architecture_weights`` = the artifact's raw α, which
+  every search carries on for the orders below). ``architecture`` = the decisions of orders 2..p-1 searches
+  order p (the lower orders fixed, their gates trained with the rest); decisions of orders 2..p re-train. The
+  space's units are the interactions of every order ("f1×f4×f7") in that order.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,7 +26,7 @@ from ctrlab.models.base import CTRModel
 from ctrlab.nn.embedding import FeatureEmbedding, LinearTerm
 from ctrlab.nn.gate import InteractionGate
 from ctrlab.nn.mlp import MLP, Norm
-from ctrlab.search.high_order import all_pairs, extend_per_function
+from ctrlab.search.high_order import all_pairs, next_pool
 from ctrlab.search.space import Decisions, SearchSpace
 
 SPACE = "interaction"
@@ -32,7 +35,9 @@ OPTIONS = ("keep", "drop")
 
 class AutoFIS(CTRModel):
     """DeepFM with FIS gates on its 2nd-order interactions; a ``SearchableModel`` with one space,
-    ``interaction`` (units: the field pairs "a×b", options keep / drop, architecture weights α [U])."""
+    ``interaction`` (units: the field pairs "a×b", options keep / drop, architecture weights α [U]).
+    ``architecture_weights``: the artifact's raw weights per space (``lit.module.build_model`` passes them),
+    which the pools of orders 3-4 are ranked by."""
 
     def __init__(
         self,
@@ -44,17 +49,19 @@ class AutoFIS(CTRModel):
         mlp_norm: Norm,
         architecture: str | Decisions | None = None,
         max_order: int = 2,
+        architecture_weights: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if max_order not in (2, 3, 4):
             raise ValueError(f"model.max_order={max_order}; allowed: 2, 3, 4")
         self.names = [f.name for f in feature_map.fields]
-        units, kept = self._orders(feature_map.num_fields, architecture, max_order)
+        units, kept, alpha = self._orders(feature_map.num_fields, architecture, architecture_weights, max_order)
         self.space = SearchSpace(
             SPACE, tuple("×".join(self.names[f] for f in row) for u in units for row in u.tolist()), OPTIONS
         )
         self.searching = kept[-1] is None
         self.received = kept[:-1] if self.searching else kept  # the decided orders' kept masks, for derive()
+        self.received_alpha = alpha  # [U_decided] or None: the decided orders' α, carried on by architecture_weights
         chosen = [u if k is None else u[k] for u, k in zip(units, kept, strict=True)]  # [U_p, p] per order
         self.register_buffer("pairs", chosen[0], persistent=False)  # [U, 2]
         for p, u in enumerate(chosen[1:], start=3):
@@ -73,26 +80,32 @@ class AutoFIS(CTRModel):
         )
 
     def _orders(
-        self, num_fields: int, architecture: str | Decisions | None, max_order: int
-    ) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
-        """Per order 2..max_order, every unit [U_p, p] and the decided kept mask [U_p] (None: the order searched).
-        An option name decides every unit of every order; decisions cover orders 2..max_order (re-train) or
-        2..max_order - 1 (search of max_order), each order's pool built from the previous order's kept units."""
+        self, num_fields: int, architecture: str | Decisions | None, weights: dict[str, Any] | None, max_order: int
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor | None], torch.Tensor | None]:
+        """Per order 2..max_order, every unit [U_p, p] and the decided kept mask [U_p] (None: the order searched),
+        and the decided orders' α [U_decided] (None when not given). An option name decides every unit of order 2;
+        decisions cover orders 2..max_order (re-train) or 2..max_order - 1 (search of max_order), each higher
+        order's pool built from the previous order's kept units ranked by |α| (Algorithm 1)."""
         if architecture is not None and not isinstance(architecture, str) and set(architecture) != {SPACE}:
             raise ValueError(
                 f"model.architecture: AutoFIS expects decisions for the space {SPACE!r}; got spaces "
                 f"{sorted(architecture)}"
             )
+        if (architecture is None or isinstance(architecture, str)) and max_order > 2:
+            raise ValueError(
+                f"model.architecture={architecture!r} with model.max_order={max_order}: orders above 2 are built "
+                "from the artifact of the search of the order below (Algorithm 1 ranks its kept units by α); null "
+                "searches order 2 and an option name decides order 2 only"
+            )
         decided = None if architecture is None or isinstance(architecture, str) else list(architecture[SPACE])
+        alpha = None
+        if decided is not None and (max_order > 2 or (weights or {}).get(SPACE) is not None):
+            alpha = _alpha((weights or {}).get(SPACE), len(decided))
         units, kept, start = [all_pairs(num_fields)], [], 0
         for p in range(2, max_order + 1):
             if p > 2:
-                units.append(extend_per_function(units[-1], kept[-1][:, None], num_fields)[0])
-                if not len(units[-1]) and decided is not None and start == len(decided):  # the order to search
-                    raise ValueError(
-                        f"model.architecture: no interaction of order {p - 1} is kept, so order {p} has no "
-                        f"candidates to search (model.max_order={max_order})"
-                    )
+                below = alpha[start - len(units[-1]) : start].where(kept[-1], 0.0)  # [U_{p-1}]: dropped -> 0
+                units.append(next_pool(units[-1], below[:, None], num_fields)[0])
             if architecture is None or (decided is not None and start == len(decided) and p == max_order > 2):
                 kept.append(None)  # the order this model searches
                 continue
@@ -117,23 +130,19 @@ class AutoFIS(CTRModel):
                 f"model.architecture: {len(decided)} decisions for the space {SPACE!r}, more than AutoFIS with "
                 f"model.max_order={max_order} has units ({start})"
             )
-        return units, kept
+        return units, kept, alpha
 
     # --- CTRModel ----------------------------------------------------------------------------------------------
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         emb = self.embedding(batch)  # [B, F, D]
         logit = self.linear(batch)  # [B]
         gated = []
-        if self.gate is not None:
-            inner = (emb[:, self.pairs[:, 0]] * emb[:, self.pairs[:, 1]]).sum(-1)  # <e_i, e_j>: [B, U]
-            gated.append(self.gate(inner))  # eq. 12 with eq. 20
-        for p, gate in enumerate(self.high_gates, start=3):
-            units = getattr(self, f"units_{p}")  # [U_p, p]
-            if not len(units):  # a re-train whose order p kept nothing
+        for p, gate in enumerate([self.gate, *self.high_gates], start=2):
+            units = self.pairs if p == 2 else getattr(self, f"units_{p}")  # [U_p, p]
+            if not len(units):  # an order that kept nothing, or a search whose pool is empty (order p - 1 kept none)
                 continue
-            gated.append(gate(emb[:, units].prod(dim=2).sum(-1)))  # sum_d prod_q e_{q,d}: [B, U_p]
-        if self.searching:
-            gated[-1] = gated[-1] * self.fixed
+            z = gate(emb[:, units].prod(dim=2).sum(-1))  # sum_d prod_q e_{q,d} (<e_i, e_j> at p = 2), eq. 12 + 20
+            gated.append(z * self.fixed if self.searching and p == self.max_order else z)  # [B, U_p]
         if gated:
             logit = logit + torch.cat(gated, dim=1).sum(dim=1)
         if self.mlp is not None:
@@ -153,10 +162,13 @@ class AutoFIS(CTRModel):
         return [self.space]
 
     def architecture_weights(self) -> dict[str, torch.Tensor]:
+        """α [U]: the decided orders' as received (carried on for the next order's pool; 0 when not received, at
+        order 2 alone) and the searched order's own."""
         self._require_search("architecture_weights")
         alpha = self._searched_gate().alpha.detach()
         before = len(self.space.units) - len(alpha)
-        return {SPACE: torch.cat([torch.zeros(before), alpha])}  # [U]: 0 for the orders not searched here
+        received = self.received_alpha if self.received_alpha is not None else torch.zeros(before)
+        return {SPACE: torch.cat([received, alpha])}
 
     def derive(self) -> Decisions:
         """Keep the searched units whose α is not exactly zero (GRDA's sparsity decides, no threshold); the lower
@@ -183,3 +195,16 @@ class AutoFIS(CTRModel):
     def _require_search(self, hook: str) -> None:
         if not self.searching:
             raise RuntimeError(f"AutoFIS.{hook}: this model was built from an architecture, not for a search")
+
+
+def _alpha(weights: Any, units: int) -> torch.Tensor:
+    """The artifact's raw α [U] of the space ``interaction``, checked: Algorithm 1 ranks the kept units by it."""
+    alpha = None if weights is None else torch.as_tensor(weights, dtype=torch.float32)
+    if alpha is None or alpha.shape != (units,):
+        got = "none" if alpha is None else f"shape {list(alpha.shape)}"
+        raise ValueError(
+            f"model.architecture: AutoFIS above order 2 builds each higher order's pool from the top interactions "
+            f"by |α| (Algorithm 1), so it needs the artifact's weights of space {SPACE!r}, [{units}] for these "
+            f"decisions; got {got} (a search writes them; a random draw has none)"
+        )
+    return alpha

@@ -7,6 +7,8 @@ DeepFM's embedding to the logit, beside FM's pairs (AIM Table 10, "DeepFM+IF").
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from ctrlab.data.schema import FeatureMap
@@ -28,13 +30,16 @@ class DeepFM(CTRModel):
         mlp_dropout: float,
         mlp_norm: Norm,
         architecture: str | Decisions | None = None,
+        architecture_weights: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.linear = LinearTerm(feature_map)
         self.embedding = FeatureEmbedding(feature_map, embedding_dim, embedding_init_std)
         self.fm = FMInteraction()
         self.selected = (
-            transfer_interactions(feature_map, architecture, embedding_dim) if architecture is not None else None
+            transfer_interactions(feature_map, architecture, architecture_weights, embedding_dim)
+            if architecture is not None
+            else None
         )
         self.mlp = (
             MLP(feature_map.num_fields * embedding_dim, mlp_hidden, 1, mlp_dropout, mlp_norm)

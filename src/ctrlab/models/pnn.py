@@ -19,7 +19,7 @@ W_z z + W_p p over the concatenation [z, p] is exactly the MLP's first Linear la
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -73,6 +73,7 @@ class PNN(ProductBasedNetwork):
         mlp_dropout: float,
         mlp_norm: Norm,
         architecture: str | Decisions | None = None,
+        architecture_weights: dict[str, Any] | None = None,
     ) -> None:
         products: list[nn.Module] = []
         if inner_product:
@@ -82,7 +83,7 @@ class PNN(ProductBasedNetwork):
         if not products:
             raise ValueError("PNN needs inner_product, outer_product or both")
         if architecture is not None:
-            products.append(transfer_interactions(feature_map, architecture, embedding_dim))
+            products.append(transfer_interactions(feature_map, architecture, architecture_weights, embedding_dim))
         super().__init__(feature_map, embedding_dim, embedding_init_std, products, mlp_hidden, mlp_dropout, mlp_norm)
 
 

@@ -163,12 +163,14 @@ def _recovery(metrics: dict) -> dict[str, float | None]:
 def fi_ratio_pct(artifact: Artifact) -> float | None:
     """AIM Table 3's FI ratio: of the C(n, p) interactions of the artifact's highest order p (n fields), the
     percentage kept (an AIM unit with any function, an AutoFIS unit marked ``keep``); None without an interaction
-    space."""
+    space. p is the search's ``model.max_order`` when the provenance has it: an order whose pool was empty (the
+    order below kept nothing) has no units in the artifact, and its ratio is 0, not the order below's."""
     space = next((s for s in artifact.spaces if s.name in INTERACTION_SPACES), None)
     fields = artifact.provenance.data.get("fields") or []
     if space is None or not space.units or not fields:
         return None
-    order = max(u.count(PAIR) for u in space.units) + 1
+    configured = ((artifact.provenance.config or {}).get("model") or {}).get("max_order")
+    order = configured or max(u.count(PAIR) for u in space.units) + 1
     keep = INTERACTION_SPACES[space.name]
     kept = sum(u.count(PAIR) + 1 == order and (d == keep if keep else bool(d))
                for u, d in zip(space.units, space.decisions, strict=True))  # fmt: skip

@@ -14,7 +14,8 @@ METRIC_NAMES = {"auc": "AUC", "logloss": "LogLoss", "params": "Params", "memoriz
                 # AIM Tables 7-9, as printed
                 "train_min": "train (min)", "inference_s": "inference (s)",
                 "search_interaction_if_min": "search interaction-IF (min)", "search_embed_min": "search embed (min)",
-                "retrain_min": "re-train (min)"}  # fmt: skip
+                "retrain_min": "re-train (min)",
+                "rel_impr_pct": "Rel. Impr (%)"}  # fmt: skip
 
 
 @functools.cache

@@ -20,6 +20,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import yaml
@@ -62,6 +63,10 @@ METRIC_COLUMNS = {"auc": f"{SPLIT}/auc", "logloss": f"{SPLIT}/logloss", "params"
                   "train_min": "train_min", "inference_s": "inference_s",
                   "search_interaction_if_min": "stage_min/search_interaction_if",
                   "search_embed_min": "stage_min/search_embed", "retrain_min": "stage_min/retrain"}  # fmt: skip
+# a column computed from other rows' means, not measured by a run: metric -> (the metric and the row it is relative
+# to). AIM Table 2's "Rel. Impr" is "the relative AUC improvement over FM model" (its caption), in %: 100 (AUC_row -
+# AUC_FM) / AUC_FM of the means, which gives every printed value (FwFM on Avazu: 100 (0.7822 - 0.7793) / 0.7793 = 0.37)
+RELATIVE_METRICS = {"rel_impr_pct": ("auc", "fm")}
 # DPN leaves the embedding tables out of its parameter counts (Tables 2, 9, 10, 12); OptInter and AIM count all
 PARAMS_COUNTED = {"dpn": "dense_params"}
 PARAMS_UNITS = {"k": 1e3, "M": 1e6, "1e7": 1e7}  # AIM Table 5 counts in units of 10^7
@@ -160,7 +165,7 @@ class ResultTable:
 
 
 def _table_metrics(table: PaperTable) -> tuple[str, ...]:
-    metrics = tuple(m for m in table.metrics if m in METRIC_COLUMNS)
+    metrics = tuple(m for m in table.metrics if m in METRIC_COLUMNS or m in RELATIVE_METRICS)
     if not metrics or not table.datasets:
         raise ValueError(
             f"{table.paper} {table.key} ({table.kind}) cannot be filled from runs: only tables with "
@@ -404,6 +409,7 @@ def build_table(
         .agg(
             agg
             for m in metrics
+            if m not in RELATIVE_METRICS
             for agg in (
                 _value(table, m).mean().alias(f"{m}:mean"),
                 _value(table, m).std().alias(f"{m}:std"),
@@ -422,6 +428,8 @@ def build_table(
         for dataset in table.datasets:
             for metric in metrics:
                 s = stats.get((model, dataset), {})
+                if metric in RELATIVE_METRICS:
+                    s = _relative(metric, s, stats.get((RELATIVE_METRICS[metric][1], dataset), {}))
                 n = s.get(f"{metric}:n", 0)
                 if n:
                     status = "ok"
@@ -433,6 +441,8 @@ def build_table(
                     status = "failed"
                 elif dataset in PRIVATE_DATASETS:
                     status = "private data"
+                elif s.get(f"{metric}:base_missing"):
+                    status = f"needs {RELATIVE_METRICS[metric][1]} runs"
                 else:
                     status = "not run"
                 cells.append(
@@ -451,7 +461,8 @@ def build_table(
                         ),
                     )
                 )
-    values = {(m, d, metric): s[f"{metric}:values"] for (m, d), s in stats.items() for metric in metrics}
+    values = {(m, d, metric): s[f"{metric}:values"] for (m, d), s in stats.items() for metric in metrics
+              if metric not in RELATIVE_METRICS}  # fmt: skip
     cells, best = _mark_significance(table, cells, values)
     names = {row_id(table, row): row_name(table, row) for row in table.rows}
     claims = get_claims(table)
@@ -494,6 +505,18 @@ def build_table(
         inference_timing=_inference_timing(ours),
         recovery=_recovery(ours, names),
     )
+
+
+def _relative(metric: str, row: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """A ``RELATIVE_METRICS`` cell's stats from the row's and the base row's stats of the metric it is relative
+    to: 100 (mean_row - mean_base) / mean_base, no std (a ratio of means over different seeds' runs), n = the
+    row's runs; ``:base_missing`` when the row has runs and the base row none."""
+    of = RELATIVE_METRICS[metric][0]
+    n, n_base = row.get(f"{of}:n", 0), base.get(f"{of}:n", 0)
+    if not n or not n_base:
+        return {f"{metric}:n": 0, f"{metric}:base_missing": bool(n)}
+    mean, mean_base = row[f"{of}:mean"], base[f"{of}:mean"]
+    return {f"{metric}:mean": 100.0 * (mean - mean_base) / mean_base, f"{metric}:std": None, f"{metric}:n": n}
 
 
 COST_METRICS = {  # a paper's cost columns -> how our runs measure them (parameters are a column of the table)
@@ -582,7 +605,7 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
 def _decimals(table: PaperTable, dataset: str, metric: str) -> int:
     if table.kind == "complexity":
         return COMPLEXITY_DECIMALS
-    counts = METRIC_COLUMNS[metric].startswith("arch/") or metric == "fi_ratio_pct"  # a share of counts
+    counts = metric in METRIC_COLUMNS and METRIC_COLUMNS[metric].startswith("arch/") or metric == "fi_ratio_pct"
     return table.decimals(dataset, metric) or (COUNT_DECIMALS if counts else FALLBACK_DECIMALS)
 
 
@@ -592,7 +615,7 @@ def _cell_texts(result: ResultTable, cell: Cell, row: dict) -> list[str]:
         ours = f"*{cell.status}*"
     else:
         ours = _fmt(cell.ours_mean, dec)
-        if cell.n > 1:
+        if cell.n > 1 and cell.ours_std is not None:  # a RELATIVE_METRICS cell has none
             ours += f" ± {_fmt(cell.ours_std, dec)}"
         ours += f" (n={cell.n})"
         if cell.significance:
@@ -724,7 +747,7 @@ def _timing_line(result: ResultTable) -> str:
     parts = []
     if "train_min" in result.metrics:
         parts.append(f"train = {per_epoch}; a chain's row: its re-train stage, as the paper counts")
-    if any(METRIC_COLUMNS[m].startswith("stage_min/") for m in result.metrics):
+    if any(METRIC_COLUMNS.get(m, "").startswith("stage_min/") for m in result.metrics):
         parts.append(f"each stage = {per_epoch}, summed over a chain's stages of that kind (AIM(3rd): the order-2 "
                      "and order-3 interaction searches)")  # fmt: skip
     timing = result.inference_timing

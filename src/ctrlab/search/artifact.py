@@ -76,6 +76,10 @@ class Artifact(_Strict):
     def decisions(self) -> Decisions:
         return {s.name: list(s.decisions) for s in self.spaces}
 
+    def weights(self) -> dict[str, list[Any]]:
+        """The raw architecture weights per space that has them (AIM / AutoFIS's higher orders rank by them)."""
+        return {s.name: list(s.weights) for s in self.spaces if s.weights is not None}
+
     def counts(self) -> dict[str, dict[str, int]]:
         """How many units took each option, per space (a subset decision counts each option it keeps)."""
         return decision_counts(self.decisions(), {s.name: s.options for s in self.spaces})
@@ -137,8 +141,13 @@ def read_artifact(path: str | Path) -> Artifact:
 
 
 def load_decisions(path: str | Path, feature_map: FeatureMap) -> Decisions:
-    """The decisions of the artifact at ``path``, after checking that it was made on data with the fields of
-    ``feature_map`` (same names, same order): unit names such as field pairs only mean something there."""
+    """The decisions of the artifact at ``path``, checked against the data as ``load_artifact``."""
+    return load_artifact(path, feature_map).decisions()
+
+
+def load_artifact(path: str | Path, feature_map: FeatureMap) -> Artifact:
+    """The artifact at ``path``, after checking that it was made on data with the fields of ``feature_map`` (same
+    names, same order): unit names such as field pairs only mean something there."""
     artifact = read_artifact(path)
     theirs = list(artifact.provenance.data.get("fields") or [])
     ours = [f.name for f in feature_map.fields]
@@ -155,7 +164,7 @@ def load_decisions(path: str | Path, feature_map: FeatureMap) -> Decisions:
             f"with {len(theirs)} fields, this run's data {feature_map.dataset!r} has {len(ours)} ({what}); "
             "search on this data first, or give `model.architecture` an artifact of a dataset with these fields"
         )
-    return artifact.decisions()
+    return artifact
 
 
 def is_artifact_path(architecture: Any) -> bool:

@@ -3,7 +3,9 @@
 Interactions are rows of field indices, ascending within a row: [U, p]. From the interactions of order p - 1
 that the search kept (non-zero α after GRDA), the top k = floor(n / 2) by |α| (lines 6-7) are each extended by
 every field they do not contain (line 4, ``Combine(M_{p-1}^top, M_1)``); duplicates are merged. That gives at
-most k (n - p + 1) <= n² / 2 candidates of order p, instead of C(n, p).
+most k (n - p + 1) <= n² / 2 candidates of order p, instead of C(n, p). AIM does this per interaction function
+(``next_pool``): each function's α ranks the interactions that kept it, as in the authors' code, so each function
+has at most n² / 2 candidates and the union at most m n² / 2 interactions (m functions).
 
 Ranking by |α|: a gate's sign is not its importance (Fig. 7 reads importance off |α|; the authors' code ranks the
 2nd-order α by absolute value). Ties keep the earlier interaction.
@@ -44,23 +46,18 @@ def combine(top: torch.Tensor, num_fields: int) -> torch.Tensor:
     return torch.unique(rows, dim=0)  # lexicographically sorted
 
 
-def next_candidates(units: torch.Tensor, alpha: torch.Tensor, num_fields: int) -> torch.Tensor:
-    """Order p's candidate pool from order p - 1's search result (units [U, p-1], α [U]): Combine(Top_k, M_1)
-    with k = floor(n / 2) (AIM §4.2.3). -> [C, p], C <= n² / 2."""
-    return combine(top_k(units, alpha, num_fields // 2), num_fields)
+def next_pool(units: torch.Tensor, alpha: torch.Tensor, num_fields: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Order p's candidate pool from order p - 1's search result (Algorithm 1, lines 4-7), one pool per
+    interaction function as the authors' code builds it (``get_third_order`` / ``get_topK`` + ``get_high_order``):
+    function j's candidates are Combine(Top_k(the order-(p-1) interactions that kept j, by |α_{·,j}|), M_1) with
+    k = floor(n / 2), so at most k (n - p + 1) <= n² / 2 per function. AutoFIS is the case of one function.
 
-
-def extend_per_function(units: torch.Tensor, kept: torch.Tensor, num_fields: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Order p's pool from order p - 1's kept (interaction, function) slots, one pool per function as the AIM
-    authors' code builds it (``get_third_order`` / ``get_high_order``): function k's candidates of order p are
-    ``Combine(kept_k, M_1)``, the interactions of order p - 1 that kept k, each extended by every field it lacks.
-
-    Only decisions reach a model (not α), so every kept interaction is extended, not the top k by |α|
-    (docs/decisions.md, "AIM model and stages"). units [U, p-1], kept [U, m] bool -> (pool [C, p] in
-    lexicographic order, candidates [C, m] bool: which functions each pooled interaction is searched with)."""
-    width = units.shape[1] + 1
-    pools = [combine(units[kept[:, k]], num_fields) if kept[:, k].any() else units.new_zeros(0, width)
-             for k in range(kept.shape[1])]  # fmt: skip
+    units [U, p-1], alpha [U, m] the raw weights of the kept slots (0 = dropped) -> (pool [C, p], the union of the
+    functions' pools in lexicographic order, candidates [C, m] bool: which functions each pooled interaction is
+    searched with)."""
+    if units.shape[0] != alpha.shape[0]:
+        raise ValueError(f"next_pool: {units.shape[0]} interactions but {alpha.shape[0]} rows of weights")
+    pools = [combine(top_k(units, alpha[:, j], num_fields // 2), num_fields) for j in range(alpha.shape[1])]
     pool = torch.unique(torch.cat(pools), dim=0)  # [C, p]
     candidates = torch.stack([(pool[:, None, :] == rows[None]).all(-1).any(-1) for rows in pools], dim=1)  # [C, m]
     return pool, candidates
