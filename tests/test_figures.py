@@ -48,13 +48,14 @@ def test_figure_points_are_means_over_runs_at_each_x(tmp_path):
     for num, ((k, seed), auc) in enumerate(aucs.items()):
         _job(runs / str(num), "dynint_dgp", k, seed, auc)
     md = write_figure({**SPEC, "key": "fig", "kind": "figure", "log2_x": True}, [runs], tmp_path / "out", "smoke")
-    points = pl.read_csv(tmp_path / "out" / "fig.csv")
+    assert md == tmp_path / "out" / "fig.smoke.md"  # the scale in the name: one scale never overwrites another
+    points = pl.read_csv(tmp_path / "out" / "fig.smoke.csv")
     assert points["x"].to_list() == [16.0, 32.0, 64.0]
     assert points["auc_mean"].to_list() == pytest.approx([0.71, 0.74, 0.76])
     assert points["n"].to_list() == [2, 1, 2]
-    assert (tmp_path / "out" / "fig.png").stat().st_size > 1000
+    assert (tmp_path / "out" / "fig.smoke.png").stat().st_size > 1000
     text = md.read_text()
-    assert "it rises" in text and "fig.png" in text and "5 completed" in text
+    assert "it rises" in text and "fig.smoke.png" in text and "5 completed" in text
 
 
 def test_curves_average_validation_logs_per_series(tmp_path):
@@ -67,8 +68,8 @@ def test_curves_average_validation_logs_per_series(tmp_path):
             f"0,9,0.6,,\n0,10,,{0.6 + shift},0.5\n0,20,,{0.7 + shift},0.4\n0,20,,0.99,0.1\n"
         )  # last: best ckpt
     write_figure({**SPEC, "key": "curve", "kind": "curve"}, [runs], tmp_path / "out", "smoke")
-    curves = pl.read_csv(tmp_path / "out" / "curve.csv")
+    curves = pl.read_csv(tmp_path / "out" / "curve.smoke.csv")
     zero = curves.filter(pl.col("series") == 0.0)
     assert zero["step"].to_list() == [10, 20] and zero["auc"].to_list() == pytest.approx([0.61, 0.71])
     assert curves.filter(pl.col("series") == 0.01)["auc"].to_list() == pytest.approx([0.65, 0.75])
-    assert (tmp_path / "out" / "curve.png").exists()
+    assert (tmp_path / "out" / "curve.smoke.png").exists()

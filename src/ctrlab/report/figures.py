@@ -116,7 +116,8 @@ def _plot(spec: dict[str, Any], table: pl.DataFrame, path: Path, oracle: dict[st
 
 
 def write_figure(spec: dict[str, Any], run_dirs: list[Path], out_dir: Path, scale: str) -> Path:
-    """Write ``<out_dir>/<key>.{png,csv,md}`` from the runs; return the .md path."""
+    """Write ``<out_dir>/<key>.<scale>.{png,csv,md}`` from the runs (a scale's figure never overwrites another's,
+    as tables); return the .md path."""
     collection = collect(run_dirs)
     runs = collection.runs.filter(pl.col("model").is_not_null())
     table = _curves(runs) if spec["kind"] == "curve" else _points(runs)
@@ -124,13 +125,13 @@ def write_figure(spec: dict[str, Any], run_dirs: list[Path], out_dir: Path, scal
     oracle = {d: o for d, o in found.items() if o is not None}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    key = spec["key"]
-    _plot(spec, table, out_dir / f"{key}.png", oracle)
-    write_text_atomic(out_dir / f"{key}.csv", table.write_csv())
+    stem = f"{spec['key']}.{scale}"
+    _plot(spec, table, out_dir / f"{stem}.png", oracle)
+    write_text_atomic(out_dir / f"{stem}.csv", table.write_csv())
     data = sorted(set(runs["data_description"].drop_nulls().to_list()))
     failed = sum(s.reason == "failed" for s in collection.skipped)
     lines = [
-        *figure_head(spec, key),
+        *figure_head(spec, stem),
         f"- **Runs**: {runs.height} completed ({', '.join(sorted(set(runs['config'].drop_nulls())))}), "
         f"{failed} failed; scale `{scale}`; seeds {', '.join(map(str, sorted(set(runs['seed'].drop_nulls()))))}.",
         f"- **Data**: {'; '.join(data) or 'no runs'}",
@@ -142,9 +143,9 @@ def write_figure(spec: dict[str, Any], run_dirs: list[Path], out_dir: Path, scal
         ),
         f"- **Note**: {HONESTY_NOTE}",
         "",
-        f"The plotted numbers are in `{key}.csv`.",
+        f"The plotted numbers are in `{stem}.csv`.",
     ]
-    md = out_dir / f"{key}.md"
+    md = out_dir / f"{stem}.md"
     write_text_atomic(md, "\n".join(lines) + "\n")
     return md
 
@@ -180,7 +181,7 @@ def _tradeoff_points(runs: pl.DataFrame, names: dict[str, str]) -> pl.DataFrame:
 
 def write_tradeoff(spec: dict[str, Any], run_dirs: list[Path], out_dir: Path, scale: str) -> Path:
     """OptInter Figure 4: test AUC against parameters, one point per model x s2 (e.g. ``OptInter-M(10)``,
-    ``OptInter(5)``), written as ``<out_dir>/<key>.{png,csv,md}``; returns the .md path."""
+    ``OptInter(5)``), written as ``<out_dir>/<key>.<scale>.{png,csv,md}``; returns the .md path."""
     collection = collect(run_dirs)
     runs = collection.runs.filter(pl.col("config").is_not_null())
     names = {r["model"]: r["name"] for r in get_table(spec["paper"], spec.get("names_from", "table5")).rows}
@@ -189,7 +190,7 @@ def write_tradeoff(spec: dict[str, Any], run_dirs: list[Path], out_dir: Path, sc
     oracle = {d: o for d, o in found.items() if o is not None}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    key = spec["key"]
+    stem = f"{spec['key']}.{scale}"
     fig = Figure(figsize=(5, 3.6))
     ax = fig.subplots()
     for model in points["model"].unique(maintain_order=True).to_list():
@@ -206,13 +207,13 @@ def write_tradeoff(spec: dict[str, Any], run_dirs: list[Path], out_dir: Path, sc
     ax.legend(fontsize=7)
     fig.suptitle(f"{spec['label']} (ours): {spec['caption']}", fontsize=9)
     fig.tight_layout()
-    tmp = out_dir / f".{key}.tmp.png"
+    tmp = out_dir / f".{stem}.tmp.png"
     fig.savefig(tmp, dpi=120)
-    tmp.replace(out_dir / f"{key}.png")
-    write_text_atomic(out_dir / f"{key}.csv", points.write_csv())
+    tmp.replace(out_dir / f"{stem}.png")
+    write_text_atomic(out_dir / f"{stem}.csv", points.write_csv())
     failed = sum(s.reason == "failed" for s in collection.skipped)
     lines = [
-        *figure_head(spec, key),
+        *figure_head(spec, stem),
         f"- **Runs**: {runs.height} completed, {failed} failed; scale `{scale}`; seeds "
         f"{', '.join(map(str, sorted(set(runs['seed'].drop_nulls()))))}.",
         f"- **Data**: {'; '.join(sorted(set(runs['data_description'].drop_nulls().to_list()))) or 'no runs'}",
@@ -221,7 +222,7 @@ def write_tradeoff(spec: dict[str, Any], run_dirs: list[Path], out_dir: Path, sc
         "",
         *_md_points(points),
     ]
-    md = out_dir / f"{key}.md"
+    md = out_dir / f"{stem}.md"
     write_text_atomic(md, "\n".join(lines) + "\n")
     return md
 
@@ -272,14 +273,15 @@ def write_architecture_figure(spec: dict[str, Any], run_dirs: list[Path], out_di
     )
 
 
-def figure_head(spec: dict, key: str) -> list[str]:
-    """The first lines of a figure's report: title, the paper's caption, the image and the paper's claim."""
+def figure_head(spec: dict, stem: str) -> list[str]:
+    """The first lines of a figure's report: title, the paper's caption, the image (``<stem>.png``, stem =
+    ``<key>.<scale>``) and the paper's claim."""
     return [
-        f"# {spec['paper']} {key} ({spec['label']}): reproduced",
+        f"# {spec['paper']} {spec['key']} ({spec['label']}): reproduced",
         "",
         f"*{spec['caption']}*",
         "",
-        f"![{spec['label']}]({key}.png)",
+        f"![{spec['label']}]({stem}.png)",
         "",
         f"- **Paper's claim** (the figure prints no numbers): {spec['claim']}",
     ]
