@@ -205,8 +205,16 @@ def test_table2_rel_impr_is_the_relative_auc_improvement_over_fm(tmp_path):
     """Table 2's "Rel. Impr" (relative AUC improvement over FM, %): ours from our row means beside the paper's;
     a row whose FM column has no runs says so instead of a number."""
     jobs = []
-    for i, (row, dataset, auc) in enumerate([("fm", "avazu", 0.70), ("fm", "avazu", 0.72), ("fwfm", "avazu", 0.73),
-                                             ("aim", "avazu", 0.75), ("aim", "avazu", 0.76), ("aim", "criteo", 0.8)]):
+    for i, (row, dataset, auc) in enumerate(
+        [
+            ("fm", "avazu", 0.70),
+            ("fm", "avazu", 0.72),
+            ("fwfm", "avazu", 0.73),
+            ("aim", "avazu", 0.75),
+            ("aim", "avazu", 0.76),
+            ("aim", "criteo", 0.8),
+        ]
+    ):
         job = tmp_path / str(i)
         job.mkdir()
         metrics = {"status": "completed", "seed": i, "model": row, "paper_row": row, "data": f"synthetic_{dataset}",
