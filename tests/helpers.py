@@ -20,6 +20,8 @@ from ctrlab.lit.module import training_loss
 from ctrlab.models.base import CTRModel
 
 ROOT = Path(__file__).resolve().parents[1]
+# a reproduce-* make target's command: its experiment and its data columns (``make_dry_run``)
+REPRODUCE = r"-m ctrlab\.reproduce (\S+) --scale smoke --data (\S+)"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
@@ -113,6 +115,13 @@ def run_module(
     return subprocess.run(
         [sys.executable, "-m", module, *args], cwd=ROOT, env=merged, capture_output=True, text=True, timeout=timeout
     )
+
+
+def make_dry_run(target: str, *variables: str) -> str:
+    """What ``make -n <target> <variables>`` would run (the environment's install step and interpreter blanked)."""
+    done = subprocess.run(["make", "-n", target, "STAMP=", "PY=py", *variables], cwd=ROOT, capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    return done.stdout
 
 
 def train_cli(tmp_path: Path, *overrides: str) -> dict:

@@ -8,7 +8,6 @@ import csv
 import json
 import math
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -34,7 +33,7 @@ from ctrlab.run_config import validate_run_config
 from ctrlab.search.artifact import SCHEMA_VERSION, Artifact, Provenance, SpaceRecord
 from ctrlab.search.recovery import recovery
 from ctrlab.search.stages import CHAIN_KEYS, _key
-from tests.helpers import ROOT, random_batch, run_module
+from tests.helpers import REPRODUCE, ROOT, make_dry_run, random_batch, run_module
 
 AIM_EXPERIMENTS = [e for e in EXPERIMENTS if e.startswith("aim/")]
 FUNCTIONS = ["inner", "outer", "vector_kernel", "scalar_kernel"]
@@ -78,33 +77,21 @@ def test_table_rows_are_the_papers_with_their_chains():
 
 @pytest.mark.parametrize("table", ["2", "3", "4", "5", "10"])
 def test_each_make_target_runs_its_experiment_on_stand_ins_or_aim_real_data(table):
-    def dry(*variables: str) -> str:
-        done = subprocess.run(["make", "-n", f"reproduce-aim-table-{table}", "STAMP=", "PY=py", *variables],
-                              cwd=ROOT, capture_output=True, text=True, check=True)  # fmt: skip
-        return done.stdout
-
-    experiment, data = re.search(r"-m ctrlab\.reproduce (\S+) --scale smoke --data (\S+)", dry()).groups()
+    target = f"reproduce-aim-table-{table}"
+    experiment, data = re.search(REPRODUCE, make_dry_run(target)).groups()
     assert experiment == f"aim/table{table}" and experiment in EXPERIMENTS
     assert data == "synthetic_avazu,synthetic_criteo"  # the paper's column order
-    assert re.search(r"--data (\S+)", dry("CRITEO=c", "AVAZU=a")).group(1) == "avazu_aim,criteo_aim"
-    everything = subprocess.run(["make", "-n", "reproduce-aim-all", "STAMP=", "PY=py"], cwd=ROOT,
-                                capture_output=True, text=True, check=True).stdout  # fmt: skip
-    assert f"ctrlab.reproduce {experiment} --scale smoke" in everything
+    assert re.search(r"--data (\S+)", make_dry_run(target, "CRITEO=c", "AVAZU=a")).group(1) == "avazu_aim,criteo_aim"
+    assert f"ctrlab.reproduce {experiment} --scale smoke" in make_dry_run("reproduce-aim-all")
 
 
 @pytest.mark.parametrize("target", ["table-6", "table-7", "table-8", "table-9", "figure-7", "figure-8"])
 def test_tables_6_to_9_and_figures_7_8_run_on_the_avazu_column_only(target):
-    def dry(*variables: str) -> str:
-        done = subprocess.run(["make", "-n", f"reproduce-aim-{target}", "STAMP=", "PY=py", *variables],
-                              cwd=ROOT, capture_output=True, text=True, check=True)  # fmt: skip
-        return done.stdout
-
-    experiment, data = re.search(r"-m ctrlab\.reproduce (\S+) --scale smoke --data (\S+)", dry()).groups()
+    experiment, data = re.search(REPRODUCE, make_dry_run(f"reproduce-aim-{target}")).groups()
     assert experiment == f"aim/{target.replace('-', '')}" and experiment in EXPERIMENTS
-    assert data == "synthetic_avazu" and re.search(r"--data (\S+)", dry("AVAZU=a")).group(1) == "avazu_aim"
-    everything = subprocess.run(["make", "-n", "reproduce-aim-all", "STAMP=", "PY=py"], cwd=ROOT,
-                                capture_output=True, text=True, check=True).stdout  # fmt: skip
-    assert f"ctrlab.reproduce {experiment} --scale smoke" in everything
+    real = re.search(r"--data (\S+)", make_dry_run(f"reproduce-aim-{target}", "AVAZU=a")).group(1)
+    assert data == "synthetic_avazu" and real == "avazu_aim"
+    assert f"ctrlab.reproduce {experiment} --scale smoke" in make_dry_run("reproduce-aim-all")
 
 
 # --- the planted-truth recovery score and the FI ratio ----------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 import types
 from pathlib import Path
@@ -19,7 +18,7 @@ from ctrlab.report.collect import collect
 from ctrlab.reproduce import EXPERIMENTS, _sweeps, experiment_spec, write_report
 from ctrlab.search.artifact import SCHEMA_VERSION, Artifact, Provenance, SpaceRecord
 from ctrlab.search.recovery import recovery
-from tests.helpers import ROOT, run_module
+from tests.helpers import REPRODUCE, ROOT, make_dry_run, run_module
 
 # --- the planted-truth recovery score ---------------------------------------------------------------------------
 
@@ -180,18 +179,11 @@ TARGETS = ["table-5", "table-6", "table-7", "table-8", "table-9", "figure-4a", "
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_each_make_target_runs_its_experiment_on_stand_ins_or_optinter_real_data(target):
-    def dry(*variables: str) -> str:
-        done = subprocess.run(["make", "-n", f"reproduce-optinter-{target}", "STAMP=", "PY=py", *variables],
-                              cwd=ROOT, capture_output=True, text=True, check=True)  # fmt: skip
-        return done.stdout
-
-    experiment, data = re.search(r"-m ctrlab\.reproduce (\S+) --scale smoke --data (\S+)", dry()).groups()
+    experiment, data = re.search(REPRODUCE, make_dry_run(f"reproduce-optinter-{target}")).groups()
     assert experiment in EXPERIMENTS and all(d.startswith("synthetic_") for d in data.split(","))
-    real = re.search(r"--data (\S+)", dry("CRITEO=c", "AVAZU=a", "IPINYOU=i")).group(1)
-    assert all(d.endswith("_optinter") for d in real.split(",")), real
-    everything = subprocess.run(["make", "-n", "reproduce-optinter-all", "STAMP=", "PY=py"], cwd=ROOT,
-                                capture_output=True, text=True, check=True).stdout  # fmt: skip
-    assert f"ctrlab.reproduce {experiment} --scale smoke" in everything
+    real = re.search(r"--data (\S+)", make_dry_run(f"reproduce-optinter-{target}", "CRITEO=c", "AVAZU=a", "IPINYOU=i"))
+    assert all(d.endswith("_optinter") for d in real.group(1).split(",")), real.group(1)
+    assert f"ctrlab.reproduce {experiment} --scale smoke" in make_dry_run("reproduce-optinter-all")
 
 
 # --- a stage job in a reproduction, resumed ---------------------------------------------------------------------
