@@ -237,10 +237,9 @@ def build_model(model_cfg: DictConfig | dict, feature_map: FeatureMap) -> CTRMod
     if not is_artifact_path(architecture):
         return build(feature_map=feature_map)
     artifact = load_artifact(architecture, feature_map)
-    if "architecture_weights" in inspect.signature(build).parameters:  # AIM / AutoFIS orders 3-4 rank by them
-        weights = artifact.weights()
-        return build(feature_map=feature_map, architecture=artifact.decisions(), architecture_weights=weights)
-    return build(feature_map=feature_map, architecture=artifact.decisions())
+    takes_weights = "architecture_weights" in inspect.signature(build).parameters  # AIM / AutoFIS orders 3-4
+    weights = {"architecture_weights": artifact.weights()} if takes_weights else {}
+    return build(feature_map=feature_map, architecture=artifact.decisions(), **weights)
 
 
 def load_model(ckpt_path: str | Path) -> CTRModel:
